@@ -1,0 +1,23 @@
+"""Fail at once, in one sentence, when the config asks for hardware this machine does not have."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from vae_lab.errors import VaeLabError
+
+GPU_NAMES = ("gpu", "cuda")
+
+
+def check_accelerator(trainer_cfg: DictConfig) -> None:
+    import torch
+
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    if accelerator in GPU_NAMES and not torch.cuda.is_available():
+        raise VaeLabError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU, but torch finds none on this machine; "
+            "use trainer.accelerator=cpu (or accelerator=cpu / accelerator=auto)."
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise VaeLabError("trainer.accelerator=mps needs Apple's MPS backend, which this machine lacks; "
+                          "use trainer.accelerator=cpu.")

@@ -1,0 +1,72 @@
+"""The convolutional VAE as a LightningModule: one shared step computes the ELBO for every stage.
+
+Interface other parts rely on (callbacks, evaluation, sampling): `encode(x)`, `decode(z)`, `sample(z)`,
+`reconstruct(x)` and `hparams.latent_dim`.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from vae_lab.errors import VaeLabError
+from vae_lab.networks import Decoder, Encoder
+from vae_lab.objectives import ElboTerms, monte_carlo_elbo, reparameterize
+
+
+class CVAE(L.LightningModule):
+    def __init__(self, latent_dim: int = 50, lr: float = 1e-4) -> None:
+        super().__init__()
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise VaeLabError(f"model.latent_dim={latent_dim!r} is not allowed; use a positive integer like 50.")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise VaeLabError(f"model.lr={lr!r} is not allowed; use a positive number like 1e-4.")
+        self.save_hyperparameters()
+        self.encoder = Encoder(latent_dim)
+        self.decoder = Decoder(latent_dim)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of q(z|x)."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Bernoulli logits of p(x|z)."""
+        return self.decoder(z)
+
+    def forward(self, x: Tensor) -> ElboTerms:
+        mean, logvar = self.encode(x)
+        z = reparameterize(mean, logvar, torch.randn_like(mean))
+        return monte_carlo_elbo(x, self.decode(z), z, mean, logvar)
+
+    @torch.no_grad()
+    def sample(self, z: Tensor) -> Tensor:
+        """Pixel probabilities sigmoid(decode(z)) for latent vectors z (B, latent_dim)."""
+        return torch.sigmoid(self.decode(z.to(self.device, self.dtype)))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Pixel probabilities decoded from the posterior mean: deterministic, so grids are comparable."""
+        mean, _ = self.encode(x.to(self.device, self.dtype))
+        return torch.sigmoid(self.decode(mean))
+
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, _ = batch
+        terms = self(x)
+        self.log(f"{stage}/elbo", terms.elbo.mean(), on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        if stage != "train":
+            self.log(f"{stage}/recon", terms.recon.mean(), on_epoch=True, sync_dist=True)
+            self.log(f"{stage}/kl", terms.kl.mean(), on_epoch=True, sync_dist=True)
+        return -terms.elbo.mean()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)

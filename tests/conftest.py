@@ -39,20 +39,24 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
     return cfg
 
 
+def small_train_overrides(data_dir: Path) -> list[str]:
+    """A tiny CPU training run on real MNIST: 1 epoch of 4 train batches, 2 val batches, no progress bar."""
+    return [
+        "accelerator=cpu",
+        f"paths.data_dir={data_dir}",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=4",
+        "++trainer.limit_val_batches=2",
+        "++trainer.enable_progress_bar=false",
+        "++trainer.enable_model_summary=false",
+    ]
+
+
 @pytest.fixture
 def make_train_cfg(tmp_path: Path, mnist_data_dir: Path) -> Callable[..., DictConfig]:
     """Build a small CPU training config on real MNIST: `make_train_cfg("model.latent_dim=2", ...)`."""
 
     def make(*overrides: str) -> DictConfig:
-        small = [
-            "accelerator=cpu",
-            f"paths.data_dir={mnist_data_dir}",
-            "trainer.max_epochs=1",
-            "++trainer.limit_train_batches=4",
-            "++trainer.limit_val_batches=2",
-            "++trainer.enable_progress_bar=false",
-            "++trainer.enable_model_summary=false",
-        ]
-        return compose_config("train", [*small, *overrides], tmp_path / "run")
+        return compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], tmp_path / "run")
 
     return make

@@ -14,11 +14,8 @@ import torch
 from torch import Tensor
 
 from vae_lab.batches import EpochPermutation, TensorBatches
-from vae_lab.errors import VaeLabError
 from vae_lab.mnist_files import ensure_mnist_files
-
-BINARIZE_MODES = ("static", "dynamic")
-TRAIN_SIZE = 60_000
+from vae_lab.validation import BINARIZE_MODES, TRAIN_SIZE, check_values  # noqa: F401 (BINARIZE_MODES: public name)
 
 
 def binarize_static(pixels: Tensor, threshold: float = 0.5) -> Tensor:
@@ -50,18 +47,10 @@ class BinarizedMNIST(L.LightningDataModule):
         allow_download: bool = True,
     ) -> None:
         super().__init__()
-        if binarize not in BINARIZE_MODES:
-            raise VaeLabError(f"data.binarize={binarize!r} is not allowed; use one of {', '.join(BINARIZE_MODES)}.")
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise VaeLabError(f"data.{key}={value!r} is not allowed; use a positive integer like 100.")
-        if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < TRAIN_SIZE:
-            raise VaeLabError(
-                f"data.val_size={val_size!r} is not allowed; use 0 (validate on the test set, as the tutorial does) "
-                f"or a number of training images to hold out, below {TRAIN_SIZE}."
-            )
-        if not 0.0 <= threshold < 1.0:
-            raise VaeLabError(f"data.threshold={threshold!r} is not allowed; use a number in [0, 1).")
+        check_values(
+            "data", batch_size=batch_size, eval_batch_size=eval_batch_size, binarize=binarize, threshold=threshold,
+            val_size=val_size, shuffle=shuffle, allow_download=allow_download,
+        )
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}

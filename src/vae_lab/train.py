@@ -29,7 +29,9 @@ def instantiate_group(group_cfg: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
     from vae_lab.accelerators import check_accelerator
+    from vae_lab.validation import validate_config
 
+    validate_config(cfg)
     check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
 
     import lightning as L
@@ -38,7 +40,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    from vae_lab.manifest import RunManifest
+    from vae_lab.resume import PurgeUnsavedEvents
+
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -57,4 +62,6 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    from vae_lab.preflight import run
+
+    run(main, Path(CONFIG_DIR), "train")  # checks the command line before Hydra creates a run directory

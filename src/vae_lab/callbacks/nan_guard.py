@@ -1,0 +1,73 @@
+"""Stop at the first non-finite loss or gradient, keeping what is needed to understand and recover.
+
+Checked after backward and before the optimizer step, so the weights are still those of the last good step:
+they are saved as `checkpoints/last_good.ckpt` (a full checkpoint, resumable), the offending batch as
+`nan_batch.pt` (`nan_batch_rank<r>.pt` under DDP), and the run fails with a `VaeLabError` naming the epoch and
+step. One host sync per step (a single flag); under DDP the ranks agree on the flag, so all stop together.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from vae_lab.atomic_checkpoint import atomic_torch_save
+from vae_lab.errors import VaeLabError
+
+
+class NonFiniteTrainingError(VaeLabError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+class NanGuard(L.Callback):
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+        self._batch: Any = None
+        self._batch_idx = -1
+        self._loss: Tensor | None = None
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch, self._batch_idx = batch, batch_idx  # a reference only, kept in case this batch is the bad one
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
+        self._loss = loss.detach()
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        loss_ok = torch.isfinite(self._loss).all() if self._loss is not None else torch.tensor(True)
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        grads_ok = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
+        bad_here = not bool(loss_ok.cpu() & grads_ok.cpu())
+        bad = trainer.strategy.reduce_boolean_decision(bad_here, all=False) if trainer.world_size > 1 else bad_here
+        if bad:
+            self._stop(trainer, pl_module, what="loss" if not loss_ok else "gradient")
+
+    def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
+        run_dir = Path(self.dirpath or trainer.default_root_dir)
+        epoch, step = trainer.current_epoch, trainer.global_step
+        name = "nan_batch.pt" if trainer.world_size == 1 else f"nan_batch_rank{trainer.global_rank}.pt"
+        batch_path = run_dir / name
+        loss = float(self._loss) if self._loss is not None and self._loss.numel() == 1 else None
+        atomic_torch_save(
+            {"batch": self._batch, "epoch": epoch, "step": step, "batch_idx": self._batch_idx, "loss": loss},
+            batch_path,
+        )
+        weights_ok = all(bool(torch.isfinite(p).all()) for p in pl_module.parameters())
+        if weights_ok:
+            checkpoint = run_dir / "checkpoints" / "last_good.ckpt"
+            trainer.save_checkpoint(checkpoint)  # every rank calls it (they agreed on `bad`); rank zero writes
+            saved = f"the last good weights (before this step) to {checkpoint}"
+        else:
+            saved = f"no weights (they are already non-finite; {run_dir / 'checkpoints' / 'last.ckpt'} is older)"
+        lr = pl_module.hparams.get("lr")
+        raise NonFiniteTrainingError(
+            f"Training diverged at epoch {epoch}, step {step} (batch {self._batch_idx}): the {what} is not finite "
+            f"(loss={loss}); saved the batch to {batch_path} and {saved}; lower model.lr (now {lr}) and start again."
+        )

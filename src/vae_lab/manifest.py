@@ -1,0 +1,102 @@
+"""`<run dir>/manifest.json`: what it takes to reproduce a run, written when the fit starts (rank zero only).
+
+Records the resolved config, the vae_lab version and git commit (with a dirty flag), the torch / Lightning /
+Hydra versions, the device and world size, and the MD5 of every data file read. A resumed run keeps the first
+record and appends one entry per resume to `resumes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+import vae_lab
+from vae_lab.mnist_files import OFFICIAL_MD5, md5_of
+
+MANIFEST = "manifest.json"
+REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+def git_state(repo_dir: Path = REPO_DIR) -> dict[str, Any]:
+    """{"commit": sha, "dirty": bool}, or {"commit": None} outside a git checkout (e.g. an installed wheel)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(repo_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", str(repo_dir), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+    return {"commit": commit, "dirty": bool(status.strip())}
+
+
+def data_md5s(data_dir: Path) -> dict[str, str | None]:
+    raw_dir = data_dir / "MNIST" / "raw"
+    return {name: md5_of(raw_dir / name) if (raw_dir / name).is_file() else None for name in OFFICIAL_MD5}
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import torch
+
+    return {
+        "vae_lab": vae_lab.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "hydra": hydra.__version__,
+    }
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a run's files are read by others, e.g. TensorBoard
+    with os.fdopen(handle, "w") as stream:
+        json.dump(payload, stream, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+class RunManifest(L.Callback):
+    """Writes `manifest.json` into `cfg.paths.output_dir`, recording `cfg` resolved."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.run_dir = Path(cfg.paths.output_dir)
+        self.config = OmegaConf.to_container(cfg, resolve=True)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        data_dir = getattr(trainer.datamodule, "data_dir", None)
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "git": git_state(),
+            "device": {
+                "accelerator": type(trainer.accelerator).__name__,
+                "root_device": str(trainer.strategy.root_device),
+                "world_size": trainer.world_size,
+                "num_nodes": trainer.num_nodes,
+                "precision": str(trainer.precision),
+            },
+            "data_md5": data_md5s(Path(data_dir)) if data_dir is not None else {},
+        }
+        path = self.run_dir / MANIFEST
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if trainer.ckpt_path is not None and path.is_file():
+            manifest = json.loads(path.read_text())
+            resume = {**record, "config": self.config, "ckpt_path": str(trainer.ckpt_path)}
+            manifest.setdefault("resumes", []).append(resume)
+        else:
+            manifest = {**record, "config": self.config, "ckpt_path": trainer.ckpt_path}
+        write_json_atomically(path, manifest)

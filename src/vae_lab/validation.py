@@ -1,0 +1,99 @@
+"""One set of rules for every user-facing config value: its type and range, and what to write instead.
+
+Hydra's struct mode already rejects unknown keys and presets when it composes the config (`preflight.py`
+turns those errors into one sentence); these rules add types and ranges on top. The same rules serve the
+command line (`validate_config`, run on the composed config before Hydra makes a run directory) and Python
+callers (`check_values`, called by the constructors of `CVAE` and `BinarizedMNIST`), so a value is judged
+the same way wherever it comes from. Kept free of torch and Lightning imports: it runs before them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from vae_lab.errors import VaeLabError
+
+BINARIZE_MODES = ("static", "dynamic")
+TRAIN_SIZE = 60_000  # images in MNIST's official training set
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
+
+
+@dataclass(frozen=True)
+class Rule:
+    accepts: Callable[[object], bool]
+    allowed: str  # completes the sentence "use ..."
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def positive_int(example: int) -> Rule:
+    return Rule(lambda v: _is_int(v) and v >= 1, f"a positive integer like {example}")
+
+
+def one_of(choices: tuple[str, ...]) -> Rule:
+    return Rule(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+def _is_devices(value: object) -> bool:
+    if value == "auto" or (_is_int(value) and (value >= 1 or value == -1)):
+        return True
+    return OmegaConf.is_list(value) or isinstance(value, list)
+
+
+BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+
+RULES: dict[str, Rule] = {
+    "seed": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
+    "model.latent_dim": positive_int(50),
+    "model.lr": Rule(lambda v: _is_number(v) and v > 0, "a positive number like 1e-4"),
+    "data.batch_size": positive_int(100),
+    "data.eval_batch_size": positive_int(1000),
+    "data.binarize": one_of(BINARIZE_MODES),
+    "data.threshold": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1) like 0.5"),
+    "data.val_size": Rule(
+        lambda v: _is_int(v) and 0 <= v < TRAIN_SIZE,
+        f"0 (validate on the test set, as the tutorial does) or a number of training images below {TRAIN_SIZE}",
+    ),
+    "data.shuffle": BOOLEAN,
+    "data.allow_download": BOOLEAN,
+    "trainer.max_epochs": Rule(
+        lambda v: _is_int(v) and (v >= 1 or v == -1), "a positive integer like 10, or -1 for no limit"
+    ),
+    "trainer.accelerator": Rule(lambda v: v in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
+    "trainer.devices": Rule(_is_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
+    "trainer.num_nodes": positive_int(1),
+}
+
+_ABSENT = object()
+
+
+def check(key: str, value: object) -> None:
+    """Raise `VaeLabError` in one sentence if `value` breaks the rule for `key` (keys without a rule pass)."""
+    rule = RULES.get(key)
+    if rule is not None and not rule.accepts(value):
+        raise VaeLabError(f"{key}={value!r} is not allowed; use {rule.allowed}.")
+
+
+def check_values(section: str, **values: object) -> None:
+    """Check constructor arguments under their config names, e.g. `check_values("model", latent_dim=0)`."""
+    for name, value in values.items():
+        check(f"{section}.{name}", value)
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Check every ruled key present in a composed config; raise `VaeLabError` naming the first bad one."""
+    for key in RULES:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT:
+            check(key, value)

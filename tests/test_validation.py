@@ -1,0 +1,94 @@
+"""Bad config values and overrides fail before any work: one sentence, non-zero exit, no run directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONF_DIR
+from vae_lab.errors import VaeLabError
+from vae_lab.preflight import USAGE_EXIT, check_command_line, job_overrides, one_sentence
+from vae_lab.validation import check, validate_config
+
+# The issue's eight bad inputs and the exact sentence each must produce.
+BAD_INPUTS = {
+    "model.latent_dim=0": "model.latent_dim=0 is not allowed; use a positive integer like 50.",
+    "model.latent_dim=abc": "model.latent_dim='abc' is not allowed; use a positive integer like 50.",
+    "data.batch_size=-5": "data.batch_size=-5 is not allowed; use a positive integer like 100.",
+    "model.lr=0": "model.lr=0 is not allowed; use a positive number like 1e-4.",
+    "trainer.max_epochs=-2": (
+        "trainer.max_epochs=-2 is not allowed; use a positive integer like 10, or -1 for no limit."
+    ),
+    "model.latnt_dim=2": (
+        "model.latnt_dim=2 sets an unknown key model.latnt_dim (model has: _target_, latent_dim, lr); "
+        "fix the spelling, or write +model.latnt_dim=2 to add a new key on purpose."
+    ),
+    "accelerator=tpu9": "accelerator=tpu9 is not a preset of accelerator; use one of auto, cpu, ddp, gpu.",
+    "data.binarize=maybe": "data.binarize='maybe' is not allowed; use one of static, dynamic.",
+}
+
+
+def sentence_for(argv: list[str]) -> str | None:
+    try:
+        check_command_line(argv, CONF_DIR, "train")
+    except Exception as error:  # what preflight.run catches, turned into its one sentence
+        return one_sentence(error, argv)
+    return None
+
+
+@pytest.mark.parametrize("override", list(BAD_INPUTS))
+def test_each_bad_input_gives_its_one_sentence(override: str) -> None:
+    assert sentence_for([override]) == BAD_INPUTS[override]
+
+
+def test_good_command_lines_pass() -> None:
+    good = ["model.latent_dim=2", "experiment=tutorial", "accelerator=cpu", "trainer.max_epochs=-1"]
+    assert sentence_for(good) is None
+    assert sentence_for(["--help"]) is None  # Hydra prints help; nothing to check
+
+
+def test_a_sweep_is_checked_value_by_value_before_any_job() -> None:
+    assert job_overrides(["model.latent_dim=2,4", "data.batch_size=32,64", "seed=1"], multirun=True) == [
+        ["model.latent_dim=2", "data.batch_size=32", "seed=1"],
+        ["model.latent_dim=4", "data.batch_size=32", "seed=1"],
+        ["model.latent_dim=2", "data.batch_size=64", "seed=1"],
+    ]
+    assert sentence_for(["-m", "model.latent_dim=2,0"]) == BAD_INPUTS["model.latent_dim=0"]
+    assert sentence_for(["-m", "model.latent_dim=2,16", "model.lr=1e-3,3e-4"]) is None
+
+
+def test_the_same_rules_guard_python_callers(make_train_cfg) -> None:
+    from vae_lab.cvae import CVAE
+
+    with pytest.raises(VaeLabError, match=r"^model.latent_dim=0 is not allowed; use a positive integer like 50\.$"):
+        CVAE(latent_dim=0)
+    with pytest.raises(VaeLabError, match=r"^trainer.max_epochs=-2 is not allowed"):
+        validate_config(make_train_cfg("trainer.max_epochs=-2"))
+    check("model.lr", 3e-4)
+    with pytest.raises(VaeLabError, match=r"^model.lr=True is not allowed"):
+        check("model.lr", True)
+
+
+def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vae_lab.train", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_cli_prints_one_line_exits_non_zero_and_creates_no_run_dir(tmp_path: Path) -> None:
+    for override in ("model.latent_dim=abc", "model.latnt_dim=2"):
+        result = run_cli(tmp_path, override)
+        assert result.returncode == USAGE_EXIT
+        assert result.stderr.splitlines() == [f"error: {BAD_INPUTS[override]}"]
+        assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/.hydra left behind
+
+
+def test_hydra_full_error_shows_the_trace(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "accelerator=tpu9", env={**os.environ, "HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "MissingConfigException" in result.stderr

@@ -11,16 +11,16 @@ import torch
 from torch import Tensor
 
 from vae_lab.networks import Decoder, Encoder
-from vae_lab.objectives import ElboTerms, monte_carlo_elbo, reparameterize
+from vae_lab.objectives import ElboTerms, analytic_elbo, monte_carlo_elbo, reparameterize
 from vae_lab.validation import check_values
 
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 
 class CVAE(L.LightningModule):
-    def __init__(self, latent_dim: int = 50, lr: float = 1e-4) -> None:
+    def __init__(self, latent_dim: int = 50, lr: float = 1e-4, kl: str = "mc") -> None:
         super().__init__()
-        check_values("model", latent_dim=latent_dim, lr=lr)
+        check_values("model", latent_dim=latent_dim, lr=lr, kl=kl)
         self.save_hyperparameters()
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
@@ -39,6 +39,8 @@ class CVAE(L.LightningModule):
     def forward(self, x: Tensor) -> ElboTerms:
         mean, logvar = self.encode(x)
         z = reparameterize(mean, logvar, torch.randn_like(mean))
+        if self.hparams.kl == "analytic":
+            return analytic_elbo(x, self.decode(z), mean, logvar)
         return monte_carlo_elbo(x, self.decode(z), z, mean, logvar)
 
     @torch.no_grad()

@@ -7,6 +7,7 @@ p(x|z) = Bernoulli(sigmoid(logits)). Every function returns one value per exampl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -44,3 +45,48 @@ def monte_carlo_elbo(x: Tensor, logits: Tensor, z: Tensor, mean: Tensor, logvar:
     recon = bernoulli_log_likelihood(logits, x)
     kl = log_normal_pdf(z, mean, logvar) - log_normal_pdf(z, torch.zeros_like(z), torch.zeros_like(z))
     return ElboTerms(elbo=recon - kl, recon=recon, kl=kl)
+
+
+def analytic_kl(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form (Kingma & Welling 2014, appendix B)."""
+    return 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar).sum(dim=-1)
+
+
+def analytic_elbo(x: Tensor, logits: Tensor, mean: Tensor, logvar: Tensor) -> ElboTerms:
+    """log p(x|z) with z ~ q(z|x), minus the exact KL: same expectation as `monte_carlo_elbo`, lower variance."""
+    recon = bernoulli_log_likelihood(logits, x)
+    kl = analytic_kl(mean, logvar)
+    return ElboTerms(elbo=recon - kl, recon=recon, kl=kl)
+
+
+def log_importance_weights(x: Tensor, logits: Tensor, z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples per example: z (k, B, D), logits (k, B, ...) -> (k, B)."""
+    k, batch = z.shape[:2]
+    x_repeated = x.unsqueeze(0).expand(k, *x.shape)
+    log_px = bernoulli_log_likelihood(logits.flatten(0, 1), x_repeated.flatten(0, 1)).view(k, batch)
+    return log_px + log_normal_pdf(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal_pdf(z, mean, logvar)
+
+
+def importance_weighted_bound(
+    x: Tensor,
+    mean: Tensor,
+    logvar: Tensor,
+    decode: Callable[[Tensor], Tensor],
+    num_samples: int,
+    chunk_size: int,
+    draw_noise: Callable[[int], Tensor],
+) -> Tensor:
+    """The IWAE bound log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2016, eq. 8), per example.
+
+    Samples are decoded `chunk_size` at a time and folded into a running logsumexp, so memory stays at one chunk
+    whatever k is. `decode` maps z (N, D) to logits (N, ...); `draw_noise(c)` returns the next c draws of standard
+    normal noise, shaped (c, B, D): the same draws give the same bound for any chunk_size.
+    """
+    total = torch.full_like(mean[:, 0], -math.inf)
+    for start in range(0, num_samples, chunk_size):
+        count = min(chunk_size, num_samples - start)
+        z = reparameterize(mean, logvar, draw_noise(count))  # (count, B, D) by broadcasting
+        logits = decode(z.flatten(0, 1))
+        logits = logits.view(count, len(x), *logits.shape[1:])
+        total = torch.logaddexp(total, torch.logsumexp(log_importance_weights(x, logits, z, mean, logvar), dim=0))
+    return total - math.log(num_samples)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lab.errors import VaeLabError
 
 BINARIZE_MODES = ("static", "dynamic")
+KL_ESTIMATORS = ("mc", "analytic")  # the ELBO's KL term: single-sample estimate (the tutorial's) or exact
 TRAIN_SIZE = 60_000  # images in MNIST's official training set
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
@@ -57,6 +58,7 @@ RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
     "model.latent_dim": positive_int(50),
     "model.lr": Rule(lambda v: _is_number(v) and v > 0, "a positive number like 1e-4"),
+    "model.kl": one_of(KL_ESTIMATORS),
     "data.batch_size": positive_int(100),
     "data.eval_batch_size": positive_int(1000),
     "data.binarize": one_of(BINARIZE_MODES),

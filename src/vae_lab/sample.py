@@ -1,0 +1,87 @@
+"""`python -m vae_lab.sample ckpt_path=PATH [n=64] [binary=true] [interpolate=[i,j]] [output_dir=DIR] [seed=S]`.
+
+Draws z ~ N(0, I), decodes it with the checkpoint's decoder and writes a grid PNG (`samples.png`, beside the
+checkpoint by default) of pixel probabilities, or of one Bernoulli draw per pixel with `binary=true`. With
+`interpolate=[i,j]` it also writes `interpolation.png`: test images i and j at the ends of a row of decodings
+along the straight line between their posterior means.
+
+`sample(cfg)` is a plain function (tests call it); `main` is the thin Hydra wrapper.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from vae_lab.errors import VaeLabError
+from vae_lab.evaluate import CONFIG_DIR, TEST_SIZE, check_positive_int, require_ckpt_path
+
+
+def interpolation_pair(value: object) -> tuple[int, int] | None:
+    """`interpolate` as two test-image indices, or None when interpolation is off."""
+    if value is None:
+        return None
+    pair = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else None
+    if pair is None or len(pair) != 2 or not all(isinstance(i, int) and 0 <= i < TEST_SIZE for i in pair):
+        raise VaeLabError(f"interpolate={value!r} is not allowed; use null or two test-image indices "
+                          f"from 0 to {TEST_SIZE - 1}, like interpolate=[0,1].")
+    return pair[0], pair[1]
+
+
+def sample(cfg: DictConfig) -> list[Path]:
+    """Write samples.png (and interpolation.png when asked); return the paths written."""
+    ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
+    check_positive_int("n", cfg.n, 64)
+    check_positive_int("steps", cfg.steps, 10)
+    pair = interpolation_pair(cfg.interpolate)
+
+    import torch
+    from torchvision.utils import save_image
+
+    from vae_lab.checkpoints import load_checkpoint, mnist_test_batches
+
+    checkpoint = load_checkpoint(ckpt_path)
+    model = checkpoint.model
+    generator = torch.Generator().manual_seed(cfg.seed)
+    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
+    output_dir.mkdir(parents=True, exist_ok=True)
+    z = torch.randn(cfg.n, model.hparams.latent_dim, generator=generator)
+    images = model.sample(z)
+    if cfg.binary:
+        images = torch.bernoulli(images, generator=generator)
+    written = [output_dir / "samples.png"]
+    save_image(images, written[0], nrow=math.ceil(math.sqrt(cfg.n)), padding=2, pad_value=0.5)
+    if pair is not None:
+        last = max(pair) + 1
+        test_images = torch.cat([x for x, _ in mnist_test_batches(checkpoint.data_hparams, cfg.paths.data_dir,
+                                                                   batch_size=1000, num_images=last)])
+        ends = test_images[list(pair)]
+        with torch.no_grad():
+            mean, _ = model.encode(ends)
+        weights = torch.linspace(0.0, 1.0, cfg.steps).unsqueeze(1)
+        path_images = model.sample((1 - weights) * mean[0] + weights * mean[1])
+        row = torch.cat([ends[:1], path_images, ends[1:]])
+        written.append(output_dir / "interpolation.png")
+        save_image(row, written[1], nrow=len(row), padding=2, pad_value=0.5)
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+def main(cfg: DictConfig) -> None:
+    try:
+        sample(cfg)
+    except VaeLabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    from vae_lab.preflight import run
+
+    run(main, Path(CONFIG_DIR), "sample")  # a misspelt key or bad value: one sentence, before any work

@@ -1,0 +1,155 @@
+"""Evaluation and sampling from a real (tiny) checkpoint, and one-sentence refusals of files that are not one."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import compose_config, small_train_overrides
+from vae_lab.checkpoints import load_checkpoint
+from vae_lab.errors import VaeLabError
+from vae_lab.evaluate import evaluate
+from vae_lab.sample import sample
+from vae_lab.train import train
+
+EVAL_QUICK = ["iwae_samples=10", "num_images=100", "batch_size=50", "device=cpu"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> tuple[Path, dict[str, float]]:
+    """Run dir and returned metrics of a 4-batch training run (latent_dim=8) with a held-out validation split."""
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    overrides = ["model.latent_dim=8", "data.val_size=1000", "++trainer.limit_test_batches=2"]
+    metrics = train(compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], run_dir))
+    return run_dir, metrics
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tiny_run: tuple[Path, dict[str, float]]) -> Path:
+    return tiny_run[0] / "checkpoints" / "last.ckpt"
+
+
+def test_training_with_a_validation_split_scores_the_test_set_at_the_end(
+    tiny_run: tuple[Path, dict[str, float]],
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir, returned = tiny_run
+    written = json.loads((run_dir / "metrics.json").read_text())
+    assert written["ckpt_path"] == str(run_dir / "checkpoints" / "epoch_000.ckpt")  # the best epoch's weights
+    assert -800 < written["test/elbo"] < 0 and written["test/kl"] > 0
+    assert written["test/elbo"] == pytest.approx(written["test/recon"] - written["test/kl"], abs=1e-3)
+    assert returned["test/elbo"] == written["test/elbo"] and "val/elbo" in returned
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert {"test/elbo", "test/recon", "test/kl"} <= set(events.Tags()["scalars"])
+    assert events.Scalars("test/elbo")[-1].value == pytest.approx(written["test/elbo"])
+
+
+def eval_cfg(ckpt: Path, output_dir: Path, data_dir: Path, *overrides: str):
+    return compose_config("eval", [f"ckpt_path={ckpt}", f"output_dir={output_dir}", f"paths.data_dir={data_dir}",
+                                   *EVAL_QUICK, *overrides], output_dir)
+
+
+def test_evaluate_writes_metrics_is_deterministic_and_iwae_beats_elbo(
+    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = evaluate(eval_cfg(tiny_checkpoint, tmp_path / "a", mnist_data_dir, "seed=3"))
+    table = capsys.readouterr().out
+    written = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert written == first
+    for name in ("test/elbo", "test/elbo_analytic", "test/iwae", "test/recon", "test/kl", "test/active_units"):
+        assert name in table and name in written
+    assert written["iwae_samples"] == 10 and written["num_images"] == 100 and written["wall_time_s"] > 0
+    assert -800 < written["test/elbo"] < written["test/iwae"] < 0
+    assert written["test/elbo"] == pytest.approx(written["test/recon"] - written["test/kl"])
+    assert written["test/kl_analytic"] >= 0
+    assert 0 <= written["test/active_units"] <= 8
+
+    second = evaluate(eval_cfg(tiny_checkpoint, tmp_path / "b", mnist_data_dir, "seed=3"))
+    third = evaluate(eval_cfg(tiny_checkpoint, tmp_path / "c", mnist_data_dir, "seed=4", "num_images=50"))
+    scores = [name for name in first if name.startswith("test/")]
+    assert {name: second[name] for name in scores} == {name: first[name] for name in scores}
+    assert third["test/elbo"] != first["test/elbo"]  # the seed does drive the sampling
+
+
+def test_metrics_json_goes_beside_the_checkpoint_by_default(tiny_checkpoint: Path, mnist_data_dir: Path) -> None:
+    cfg = eval_cfg(tiny_checkpoint, tiny_checkpoint.parent, mnist_data_dir, "num_images=10", "iwae_samples=2")
+    cfg.output_dir = None
+    evaluate(cfg)
+    assert json.loads((tiny_checkpoint.parent / "metrics.json").read_text())["num_images"] == 10
+
+
+def test_sample_writes_a_64_image_grid_and_an_interpolation(
+    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path
+) -> None:
+    cfg = compose_config("sample", [f"ckpt_path={tiny_checkpoint}", f"output_dir={tmp_path}", "n=64", "binary=true",
+                                    "interpolate=[0,1]", "steps=5", f"paths.data_dir={mnist_data_dir}"], tmp_path)
+    samples, interpolation = sample(cfg)
+    grid = Image.open(samples)
+    assert grid.size == (8 * 28 + 9 * 2, 8 * 28 + 9 * 2)  # 8 x 8 digits with 2-pixel borders
+    assert set(grid.convert("L").getdata()) <= {0, 127, 128, 255}  # binary draws on a grey border
+    assert Image.open(interpolation).size == (7 * 28 + 8 * 2, 28 + 2 * 2)  # two test digits around 5 steps
+
+
+def test_load_checkpoint_rebuilds_the_trained_model(tiny_checkpoint: Path) -> None:
+    model = load_checkpoint(tiny_checkpoint).model
+    saved = torch.load(tiny_checkpoint, weights_only=True)["state_dict"]
+    assert model.hparams.latent_dim == 8 and not model.training
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in saved.items())
+
+
+def test_bad_checkpoints_are_refused_in_one_sentence(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    checkpoint = torch.load(tiny_checkpoint, weights_only=True)
+    text, state_dict, other_model, wrong_shapes = (tmp_path / name for name in ("a.txt", "b.pt", "c.ckpt", "d.ckpt"))
+    text.write_text("not a checkpoint\n")
+    torch.save(checkpoint["state_dict"], state_dict)
+    torch.save({**checkpoint, "hyper_parameters": {"hidden": 10, "lr": 0.1}}, other_model)
+    torch.save({**checkpoint, "hyper_parameters": {"latent_dim": 5, "lr": 0.1}}, wrong_shapes)
+    expected = {
+        tmp_path / "missing.ckpt": "does not exist",
+        tmp_path: "is a directory",
+        text: "is not a PyTorch checkpoint",
+        state_dict: "not a Lightning checkpoint",
+        other_model: "checkpoint of another model: its hyper-parameters (hidden, lr)",
+        wrong_shapes: "wrong shape: encoder.dense.weight is (16, 2304), not (10, 2304)",
+    }
+    for path, fragment in expected.items():
+        with pytest.raises(VaeLabError) as error:
+            load_checkpoint(path)
+        message = str(error.value)
+        assert fragment in message and str(path) in message
+        assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
+
+
+def test_cli_prints_one_sentence_and_exits_non_zero_for_a_text_file(tmp_path: Path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("hello\n")
+    result = subprocess.run([sys.executable, "-m", "vae_lab.evaluate", f"ckpt_path={text}", f"output_dir={tmp_path}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f"error: ckpt_path={text} is not a PyTorch checkpoint (torch.load cannot read it); pass a .ckpt file "
+        "written by `python -m vae_lab.train`, such as <run dir>/checkpoints/last.ckpt."
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]  # no .hydra/, no log, no metrics.json
+
+
+def test_cli_without_ckpt_path_says_how_to_call_it(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vae_lab.sample"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("error: ckpt_path is missing; run `python -m vae_lab.sample "
+                                     "ckpt_path=<run dir>/checkpoints/last.ckpt`.")
+
+
+def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "vae_lab.evaluate", "ckpt_path=x.ckpt", "iwae_sample=100"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.startswith("error: iwae_sample=100 sets an unknown key iwae_sample")
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())

@@ -47,7 +47,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    return {name: float(value) for name, value in trainer.callback_metrics.items()}
+    metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    if cfg.data.get("val_size", 0) > 0:  # the test set was held out from validation: score it once, now
+        from vae_lab.evaluate import final_test
+
+        metrics.update(final_test(trainer, datamodule, Path(cfg.paths.output_dir)))
+    return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

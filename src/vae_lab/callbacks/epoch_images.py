@@ -1,0 +1,89 @@
+"""The schedule every image callback shares: a picture before training, then one after every n-th epoch.
+
+Step numbers count finished epochs, so step 0 is the untrained model (the tutorial's `image_at_epoch_0000`),
+and step e + 1 is drawn when epoch e (0-based) ends. Each picture is saved as a PNG in `dirpath` (also when
+TensorBoard is off) and logged to TensorBoard at that step when a TensorBoardLogger is present.
+
+Rendering never touches the global RNG (fixed tensors, own generators, deterministic SVD), so turning a
+callback on or off does not change the training run itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from torchvision.utils import save_image
+
+from vae_lab.callbacks.tensorboard import tensorboard_writer
+from vae_lab.errors import VaeLabError
+
+
+def require_positive_int(key: str, value: object) -> None:
+    """Raise a one-sentence VaeLabError naming `key` unless `value` is an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise VaeLabError(f"{key}={value!r} is not allowed; use a positive integer.")
+
+
+def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:
+    """The first `count` validation images and labels (on the CPU), in the datamodule's fixed order."""
+    if trainer.datamodule is None:
+        raise VaeLabError("trainer.datamodule is None; the image callbacks need trainer.fit(model, datamodule=...).")
+    images, labels, taken = [], [], 0
+    for x, y in trainer.datamodule.val_dataloader():
+        images.append(x[: count - taken].cpu())
+        labels.append(y[: count - taken].cpu())
+        taken += len(images[-1])
+        if taken == count:
+            break
+    return torch.cat(images), torch.cat(labels)
+
+
+class EpochImageCallback(Callback):
+    """Base class: subclasses implement `render(trainer, pl_module, step)` and publish with `save_grid`."""
+
+    def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1) -> None:
+        require_positive_int(f"{type(self).__name__}.every_n_epochs", every_n_epochs)
+        self.dirpath = dirpath
+        self.every_n_epochs = every_n_epochs
+
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        raise NotImplementedError
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A resumed run already drew step 0 (and a mid-epoch-0 checkpoint is no longer the untrained model).
+        if trainer.current_epoch == 0 and trainer.ckpt_path is None:
+            self._render_at(trainer, pl_module, 0)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.current_epoch + 1
+        if step % self.every_n_epochs == 0 or step == trainer.max_epochs:
+            self._render_at(trainer, pl_module, step)
+
+    def _render_at(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        if not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                self.render(trainer, pl_module, step)
+        finally:
+            pl_module.train(was_training)
+
+    def output_dir(self, trainer: L.Trainer) -> Path:
+        directory = Path(self.dirpath if self.dirpath is not None else trainer.default_root_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def save_grid(self, trainer: L.Trainer, grid: Tensor, tag: str, filename: str, step: int) -> Path:
+        """Save a (3, H, W) image in [0, 1] as `filename` and log it to TensorBoard under `tag` at `step`."""
+        path = self.output_dir(trainer) / filename
+        save_image(grid, path)
+        writer = tensorboard_writer(trainer)
+        if writer is not None:
+            writer.add_image(tag, grid, global_step=step)
+        return path

@@ -1,0 +1,80 @@
+"""What the latent space looks like: decoded quantile grid (latent_dim = 2) and validation means by digit."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+from torch.distributions import Normal
+from torchvision.utils import make_grid
+
+from vae_lab.callbacks.epoch_images import EpochImageCallback, require_positive_int, validation_images
+
+
+def quantile_grid(size: int) -> Tensor:
+    """(size * size, 2) points at standard-normal quantiles of linspace(0.05, 0.95, size), row by row.
+
+    As the tutorial's `plot_latent_images`: z[0] varies along a row (columns), z[1] down the rows.
+    """
+    quantiles = Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
+    rows, columns = torch.meshgrid(quantiles, quantiles, indexing="ij")
+    return torch.stack([columns.flatten(), rows.flatten()], dim=1)
+
+
+def first_two_coordinates(means: Tensor) -> tuple[Tensor, tuple[str, str]]:
+    """The means themselves when 2-D, else their projection on the first two principal components."""
+    if means.shape[1] == 2:
+        return means, ("z[0]", "z[1]")
+    # Exact SVD rather than torch.pca_lowrank, which would draw from (and so shift) the global RNG.
+    centered = means - means.mean(dim=0)
+    _, _, right_vectors = torch.linalg.svd(centered, full_matrices=False)
+    return centered @ right_vectors[:2].T, ("principal component 1", "principal component 2")
+
+
+def scatter_image(points: Tensor, labels: Tensor, axis_names: tuple[str, str], title: str) -> Tensor:
+    """A matplotlib scatter coloured by digit, drawn once with the Agg backend into a (3, H, W) image in [0, 1]."""
+    figure = Figure(figsize=(5.5, 5), dpi=80)
+    canvas = FigureCanvasAgg(figure)  # Agg draws without a display and without pyplot's global state
+    axes = figure.add_subplot()
+    dots = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4)
+    figure.colorbar(dots, ax=axes, ticks=range(10), label="digit")
+    axes.set(xlabel=axis_names[0], ylabel=axis_names[1], title=title)
+    figure.tight_layout()
+    canvas.draw()
+    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
+    return rgba[..., :3].permute(2, 0, 1).float() / 255.0
+
+
+class LatentManifold(EpochImageCallback):
+    """`latent/manifold`: a grid_size x grid_size grid of `sample(z)` over quantiles (latent_dim = 2 only).
+    `latent/means`: posterior means `encode(x)[0]` of the first `num_points` validation images, coloured by
+    label (first two principal components when latent_dim > 2; skipped when latent_dim = 1).
+    Latest pictures also saved as `latent_manifold.png` and `latent_scatter.png`.
+    """
+
+    def __init__(
+        self, dirpath: str | None = None, grid_size: int = 20, num_points: int = 1000, every_n_epochs: int = 1
+    ) -> None:
+        super().__init__(dirpath, every_n_epochs)
+        require_positive_int("callbacks.latent_manifold.grid_size", grid_size)
+        require_positive_int("callbacks.latent_manifold.num_points", num_points)
+        self.grid_size, self.num_points = grid_size, num_points
+        self.points: tuple[Tensor, Tensor] | None = None
+
+    def render(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        latent_dim = pl_module.hparams.latent_dim
+        if latent_dim == 2:
+            images = pl_module.sample(quantile_grid(self.grid_size).to(pl_module.device)).float().cpu()
+            grid = make_grid(images, nrow=self.grid_size, padding=0)
+            self.save_grid(trainer, grid, "latent/manifold", "latent_manifold.png", step)
+        if latent_dim >= 2:
+            if self.points is None:
+                self.points = validation_images(trainer, self.num_points)
+            images, labels = self.points
+            means = torch.cat([pl_module.encode(x.to(pl_module.device))[0].float().cpu() for x in images.split(1000)])
+            points, axis_names = first_two_coordinates(means)
+            image = scatter_image(points, labels, axis_names, f"validation latent means, epoch {step}")
+            self.save_grid(trainer, image, "latent/means", "latent_scatter.png", step)

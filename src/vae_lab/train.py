@@ -35,7 +35,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
 
     import lightning as L
+    import torch
     from hydra.utils import instantiate
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
@@ -57,13 +61,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from vae_lab.sweep_outcome import run_recorded
+
     try:
-        metrics = train(cfg)
+        metrics = run_recorded(train, cfg)  # writes <run dir>/result.json; in a sweep, failing fails only this job
     except VaeLabError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     metric_name = cfg.get("optimized_metric")
-    return metrics.get(metric_name) if metric_name else None
+    return metrics.get(metric_name) if metrics and metric_name else None
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""How a run and a sweep report their outcome: `result.json` per run, one line per failed job, a summary per sweep.
+
+Inside a sweep (`-m`, an Optuna search) a `VaeLabError` fails only its own job: exiting the process would end
+every job still to come (all of them, with Hydra's in-process launcher), so the job records its failure and
+returns, and the sweep goes on. `SweepSummary`, a Hydra callback, then counts the outcomes, points at the
+report, and makes the sweep exit non-zero if any job failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from vae_lab.errors import VaeLabError
+from vae_lab.job_result import COMPLETED, FAILED, JobResult, write_result
+
+
+def in_sweep() -> bool:
+    """True inside a job of a Hydra multirun (a sweep or a search), False in a single run or a plain call."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> dict[str, float] | None:
+    """`train(cfg)`, with its outcome written to `<run dir>/result.json`.
+
+    Returns the final metrics, or None for a sweep job that failed with a `VaeLabError` (already reported on
+    stderr). Any other exception, and a `VaeLabError` outside a sweep, is recorded and raised again.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    try:
+        metrics = train(cfg)
+    except Exception as error:
+        message = str(error) if isinstance(error, VaeLabError) else f"{type(error).__name__}: {error}"
+        write_result(run_dir, JobResult(FAILED, error=message))
+        if not (isinstance(error, VaeLabError) and in_sweep()):
+            raise
+        print(f"error: sweep job {HydraConfig.get().job.num} failed, the others go on: {message}", file=sys.stderr)
+        return None
+    if _is_rank_zero():
+        write_result(run_dir, JobResult(COMPLETED, metrics=metrics))
+    return metrics
+
+
+def _is_rank_zero() -> bool:
+    # Under DDP every rank runs `main`; the metrics are already reduced across ranks, so one writer suffices.
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+class SweepSummary(Callback):
+    """At the end of a sweep: one line of counts, one line per job that did not complete, the report command."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        from vae_lab.sweep_jobs import find_jobs, searched_keys, sweep_counts, swept_keys
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        jobs = find_jobs(sweep_dir)
+        keys = swept_keys(jobs, searched_keys(jobs))
+        print(f"sweep {sweep_dir}: {sweep_counts(jobs)}")
+        not_completed = [job for job in jobs if job.status != COMPLETED]
+        for job in not_completed:
+            print(f"  {job.status}: {job.label(keys)}: {job.error}", file=sys.stderr)
+        print(f"report: python -m vae_lab.report {sweep_dir}")
+        if not_completed:
+            # SystemExit passes through Hydra's callback guard (which catches Exception) and sets the exit code.
+            raise SystemExit(1)

@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR
 from vae_lab.errors import VaeLabError
 from vae_lab.preflight import USAGE_EXIT, check_command_line, job_overrides, one_sentence
 from vae_lab.validation import check, validate_config
 
+MODEL_KEYS = list(OmegaConf.load(CONF_DIR / "model" / "cvae.yaml"))  # _target_, latent_dim, lr, ...
 # The eight bad inputs and the exact sentence each must produce.
 BAD_INPUTS = {
     "model.latent_dim=0": "model.latent_dim=0 is not allowed; use a positive integer like 50.",
@@ -24,7 +26,7 @@ BAD_INPUTS = {
         "trainer.max_epochs=-2 is not allowed; use a positive integer like 10, or -1 for no limit."
     ),
     "model.latnt_dim=2": (
-        "model.latnt_dim=2 sets an unknown key model.latnt_dim (model has: _target_, latent_dim, lr); "
+        f"model.latnt_dim=2 sets an unknown key model.latnt_dim (model has: {', '.join(MODEL_KEYS)}); "
         "fix the spelling, or write +model.latnt_dim=2 to add a new key on purpose."
     ),
     "accelerator=tpu9": "accelerator=tpu9 is not a preset of accelerator; use one of auto, cpu, ddp, gpu.",

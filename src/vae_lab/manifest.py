@@ -72,7 +72,9 @@ class RunManifest(L.Callback):
 
     def __init__(self, cfg: DictConfig) -> None:
         self.run_dir = Path(cfg.paths.output_dir)
-        self.config = OmegaConf.to_container(cfg, resolve=True)
+        # A config composed for tests carries Hydra's own node, which only resolves inside a Hydra job.
+        task_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        self.config = OmegaConf.to_container(task_cfg, resolve=True)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:

@@ -10,6 +10,7 @@ A `resume=<run dir>` argument is first rewritten into Hydra's own arguments (`re
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -30,7 +31,7 @@ _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experim
 def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) -> None:
     """Check `sys.argv` as Hydra will read it, then hand over to `hydra_main` (a `@hydra.main` function)."""
     try:
-        if any(arg.startswith("resume=") for arg in sys.argv[1:]):
+        if runs_a_job(sys.argv[1:]) and any(arg.startswith("resume=") for arg in sys.argv[1:]):
             from vae_lab.resume import resume_arguments
 
             # Rewritten in place: Lightning's DDP launcher re-runs sys.argv for the other ranks.
@@ -44,13 +45,24 @@ def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) ->
     hydra_main()
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    from hydra._internal.utils import get_args_parser  # Hydra's own parser, so flags are read exactly alike
+
+    return get_args_parser().parse_args(argv)
+
+
+def runs_a_job(argv: list[str]) -> bool:
+    """False for `--help`, `--cfg job` and the like, which only print (`resume=X` then composes as a plain key)."""
+    args = parse(argv)
+    return not any(getattr(args, flag, None) for flag in _INFO_FLAGS)
+
+
 def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> None:
     """Compose and validate every job the command line describes; raise on the first problem."""
     from hydra import compose, initialize_config_dir
-    from hydra._internal.utils import get_args_parser  # Hydra's own parser, so flags are read exactly alike
 
-    args = get_args_parser().parse_args(argv)
-    if any(getattr(args, flag, None) for flag in _INFO_FLAGS) or args.config_dir:
+    args = parse(argv)
+    if not runs_a_job(argv) or args.config_dir:
         return
     if args.config_path:
         config_dir = Path(args.config_path) if os.path.isabs(args.config_path) else config_dir / args.config_path

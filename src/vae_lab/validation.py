@@ -99,3 +99,8 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
             check(key, value)
+    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
+        raise VaeLabError(
+            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
+            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
+        )

@@ -1,0 +1,38 @@
+"""Same seed and config on the CPU: the same val/elbo every epoch; and every run directory has its manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from vae_lab.mnist_files import OFFICIAL_MD5
+from vae_lab.train import train
+
+
+def val_elbo_per_epoch(run_dir: Path) -> list[float]:
+    accumulator = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return [event.value for event in accumulator.Scalars("val/elbo")]
+
+
+def test_two_runs_with_one_seed_log_identical_val_elbo(make_train_cfg, tmp_path: Path) -> None:
+    overrides = ("trainer.max_epochs=2", "callbacks=none", "data.binarize=dynamic", "seed=7")
+    overrides += ("data.eval_batch_size=500",)
+    curves = []
+    for name in ("first", "second"):
+        cfg = make_train_cfg(*overrides)
+        train(cfg)
+        run_dir = Path(cfg.paths.output_dir).rename(tmp_path / name)  # make_train_cfg reuses one folder
+        curves.append(val_elbo_per_epoch(run_dir))
+    assert len(curves[0]) == 2
+    assert curves[0] == curves[1]  # exactly, not approximately
+
+    manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
+    assert manifest["config"]["seed"] == 7 and manifest["config"]["data"]["binarize"] == "dynamic"
+    assert manifest["config"]["paths"]["output_dir"] == str(tmp_path / "run")  # resolved, not ${hydra:...}
+    assert manifest["data_md5"] == OFFICIAL_MD5
+    assert manifest["device"]["root_device"] == "cpu" and manifest["device"]["world_size"] == 1
+    assert set(manifest["versions"]) == {"vae_lab", "python", "torch", "lightning", "hydra"}
+    assert len(manifest["git"]["commit"]) == 40  # the tests run in the repository's checkout

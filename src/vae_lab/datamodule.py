@@ -33,6 +33,16 @@ def load_split(raw_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
+def resolve_data_device(setting: str, root_device: torch.device | None) -> torch.device:
+    """Where the in-memory dataset lives: `auto` follows the trainer's root device when it is a GPU (~50 MB of
+    MNIST fits easily), and stays on the CPU otherwise; any other value is an explicit torch device."""
+    if setting == "auto":
+        if root_device is not None and root_device.type == "cuda":
+            return root_device
+        return torch.device("cpu")
+    return torch.device(setting)
+
+
 class BinarizedMNIST(L.LightningDataModule):
     def __init__(
         self,
@@ -45,6 +55,7 @@ class BinarizedMNIST(L.LightningDataModule):
         shuffle: bool = True,
         seed: int = 42,
         allow_download: bool = True,
+        data_device: str = "auto",
     ) -> None:
         super().__init__()
         check_values(
@@ -89,11 +100,24 @@ class BinarizedMNIST(L.LightningDataModule):
             return torch.bernoulli(images.float() / 255.0, generator=generator)
         return binarize_static(images, self.hparams.threshold)
 
+    def place(self, device: torch.device) -> None:
+        """Move every split to `device` once (val and test are often the same tensors: moved once, still shared)."""
+        moved: dict[int, Tensor] = {}
+        for name, tensors in self.splits.items():
+            for tensor in tensors:
+                if id(tensor) not in moved:
+                    moved[id(tensor)] = tensor.to(device)
+            self.splits[name] = tuple(moved[id(tensor)] for tensor in tensors)
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> TensorBatches:
-        images, labels = self.splits[split]
-        rank, world_size = 0, 1
+        rank, world_size, root_device = 0, 1, None
         if self.trainer is not None:
             rank, world_size = self.trainer.global_rank, self.trainer.world_size
+            root_device = self.trainer.strategy.root_device
+        device = resolve_data_device(self.hparams.data_device, root_device)
+        if self.splits[split][0].device != device:
+            self.place(device)  # batches are then sliced where the model is: no host-to-device copy per step
+        images, labels = self.splits[split]
         sampler = EpochPermutation(len(images), shuffle, self.hparams.seed, rank, world_size)
         resample = split == "train" and self.hparams.binarize == "dynamic"
         return TensorBatches(images, labels, batch_size, sampler, resample=resample)

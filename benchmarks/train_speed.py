@@ -1,0 +1,254 @@
+"""Training speed of vae_lab's real path against a plain PyTorch loop: same model, same loss, same data.
+
+    make bench                                  # 3 alternating repeats of one full epoch each (documented run)
+    make bench ARGS="--steps 60 --repeats 2"    # a quick look (~2 minutes on 2 cores)
+    make bench ARGS="--variant bf16 trainer.precision=bf16-mixed"   # an extra vae_lab row with its own overrides
+
+Each repeat runs, in this process, the reference loop and then `vae_lab.train.train(cfg)` with the composed
+default config (plus `trainer.max_epochs=1`, the step limit and the `EpochThroughput` callback), then every
+`--variant`. The reference is what a straightforward port looks like: a `DataLoader` over a `TensorDataset` of
+the same binarized tensors, `Encoder`/`Decoder` from `vae_lab.networks`, `monte_carlo_elbo`, `Adam(lr=1e-4)`,
+torch's default threads. Both start from the same weights (same seed) and run the same number of steps.
+
+Reported per run (medians over repeats): training images/s after `--warmup-steps` steps, the seconds a full
+600-step epoch takes at that rate, warm-up seconds, validation seconds (10,000 test images; not part of the
+training rate), everything else in fit (callbacks, checkpoints, TensorBoard), peak RSS during the run (the
+kernel's high-water mark, reset before each run) and the validation ELBO after the epoch (mean +- sd).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+STEPS_PER_EPOCH = 600  # 60,000 training images / batch 100
+BATCH, EVAL_BATCH, LATENT, LR = 100, 1000, 50, 1e-4
+
+
+@dataclass
+class Run:
+    images_per_s: float
+    warmup_s: float
+    val_s: float
+    other_s: float
+    peak_rss_mb: float
+    val_elbo: float
+
+
+@dataclass
+class Row:
+    name: str
+    runs: list[Run] = field(default_factory=list)
+
+
+# ---- memory: the kernel's RSS high-water mark, reset before each run (Linux), else ru_maxrss --------------------
+
+
+def reset_peak_rss() -> None:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux: peaks then only grow, and later runs report the process's peak so far
+
+
+def peak_rss_mb() -> float:
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    except (OSError, AttributeError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ---- the reference: a plain PyTorch loop ------------------------------------------------------------------------
+
+
+def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> Run:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from vae_lab.datamodule import binarize_static, load_split
+    from vae_lab.mnist_files import ensure_mnist_files
+    from vae_lab.networks import Decoder, Encoder
+    from vae_lab.objectives import monte_carlo_elbo, reparameterize
+
+    fit_start = time.perf_counter()
+    raw_dir = ensure_mnist_files(data_dir, allow_download=False)
+    train_x = binarize_static(load_split(raw_dir, train=True)[0])
+    test_x = binarize_static(load_split(raw_dir, train=False)[0])
+    torch.manual_seed(seed)  # the same initial weights as vae_lab's run with this seed
+    encoder, decoder = Encoder(LATENT), Decoder(LATENT)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=LR)
+    loader = DataLoader(TensorDataset(train_x), batch_size=BATCH, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
+
+    def elbo(x: torch.Tensor) -> torch.Tensor:
+        mean, logvar = encoder(x)
+        z = reparameterize(mean, logvar, torch.randn_like(mean))
+        return monte_carlo_elbo(x, decoder(z), z, mean, logvar).elbo
+
+    images = 0
+    start = time.perf_counter()
+    for step, (x,) in enumerate(loader):
+        if step == steps:
+            break
+        loss = -elbo(x).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step + 1 == warmup_steps:
+            warm = time.perf_counter()
+        elif step >= warmup_steps:
+            images += len(x)
+    end = time.perf_counter()
+    with torch.no_grad():
+        val = torch.cat([elbo(x) for x in test_x.split(EVAL_BATCH)]).mean().item()
+    val_s = time.perf_counter() - end
+    fit_s = time.perf_counter() - fit_start
+    return Run(images / (end - warm), warm - start, val_s, fit_s - (end - start) - val_s, peak_rss_mb(), val)
+
+
+# ---- vae_lab: train(cfg) with the composed default config -------------------------------------------------------
+
+
+def compose_train_config(overrides: list[str], output_dir: Path):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} values resolve as under @hydra.main
+    return cfg
+
+
+def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overrides: list[str]) -> Run:
+    from vae_lab.train import train
+
+    with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
+        cfg = compose_train_config(
+            [
+                f"paths.data_dir={data_dir}",
+                f"seed={seed}",
+                "trainer.max_epochs=1",
+                f"++trainer.limit_train_batches={steps}",
+                "+callbacks.throughput._target_=vae_lab.throughput.EpochThroughput",
+                f"+callbacks.throughput.warmup_steps={warmup_steps}",
+                *overrides,
+            ],
+            Path(tmp),
+        )
+        fit_start = time.perf_counter()
+        metrics = train(cfg)
+        fit_s = time.perf_counter() - fit_start
+    rate = metrics["perf/train_images_per_s"]
+    train_s = (steps - warmup_steps) * BATCH / rate
+    warmup_s, val_s = metrics["perf/warmup_s"], metrics["perf/val_s"]
+    return Run(rate, warmup_s, val_s, fit_s - train_s - warmup_s - val_s, peak_rss_mb(), metrics["val/elbo"])
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:8.2f} +- {sd:4.2f}"
+
+
+def print_table(rows: list[Row]) -> None:
+    reference = median([r.images_per_s for r in rows[0].runs])
+    header = (f"{'run':<16} {'train img/s':>11} {'s/epoch':>8} {'ratio':>6} {'warm-up s':>9} {'val s':>6} "
+              f"{'other s':>7} {'peak RSS MB':>11} {'val ELBO (mean +- sd)':>22}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        rate = median([r.images_per_s for r in row.runs])
+        print(
+            f"{row.name:<16} {rate:11.0f} {STEPS_PER_EPOCH * BATCH / rate:8.1f} {rate / reference:5.2f}x "
+            f"{median([r.warmup_s for r in row.runs]):9.2f} {median([r.val_s for r in row.runs]):6.2f} "
+            f"{median([r.other_s for r in row.runs]):7.2f} {median([r.peak_rss_mb for r in row.runs]):11.0f} "
+            f"{spread([r.val_elbo for r in row.runs]):>22}"
+        )
+    print("per-repeat train img/s: " + "; ".join(
+        f"{row.name} " + " ".join(f"{r.images_per_s:.0f}" for r in row.runs) for row in rows))
+
+
+def machine_line() -> str:
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
+            f"{torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats (default 3)")
+    parser.add_argument("--steps", type=int, default=STEPS_PER_EPOCH,
+                        help=f"training steps per run (default {STEPS_PER_EPOCH} = one full epoch)")
+    parser.add_argument("--warmup-steps", type=int, default=5, help="first steps left out of the rate (default 5)")
+    parser.add_argument("--seed", type=int, default=42, help="repeat r uses seed + r (default 42)")
+    parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="folder holding MNIST/raw")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
+                        help="an extra vae_lab row: a name, then Hydra overrides (repeatable)")
+    args = parser.parse_args(argv)
+    if not 0 < args.warmup_steps < args.steps <= STEPS_PER_EPOCH:
+        parser.error(f"--steps={args.steps} and --warmup-steps={args.warmup_steps} are not allowed; "
+                     f"use 0 < warm-up steps < steps <= {STEPS_PER_EPOCH}.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    configs = [("reference", None), ("vae_lab", []), *((v[0], v[1:]) for v in args.variant)]
+    rows = [Row(name) for name, _ in configs]
+    print(machine_line(), flush=True)
+    started = time.perf_counter()
+    for repeat in range(args.repeats):
+        for row, (name, overrides) in zip(rows, configs, strict=True):
+            gc.collect()
+            reset_peak_rss()
+            seed = args.seed + repeat
+            if overrides is None:
+                run = reference_run(args.data_dir, seed, args.steps, args.warmup_steps)
+            else:
+                run = vae_lab_run(args.data_dir, seed, args.steps, args.warmup_steps, overrides)
+            row.runs.append(run)
+            print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {run.images_per_s:.0f} img/s, "
+                  f"val ELBO {run.val_elbo:.2f}", file=sys.stderr, flush=True)
+    print(f"{args.repeats} repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless a variant "
+          f"says otherwise; total {time.perf_counter() - started:.0f} s")
+    print_table(rows)
+    print(machine_line())
+
+
+if __name__ == "__main__":
+    main()

@@ -237,3 +237,12 @@ def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -
     assert swept_keys(jobs, searched=["data.batch_size", "model.lr"]) == ["model.latent_dim", "data.batch_size"]
     assert jobs[1].label(["model.latent_dim"]) == "job 1 (model.latent_dim=4)"
     assert jobs[0].status == "unfinished" and "no result.json" in jobs[0].error
+
+
+def test_threads_must_be_null_or_positive(tmp_path: Path) -> None:
+    from vae_lab.errors import VaeLabError
+    from vae_lab.validation import validate_config
+
+    validate_config(compose_config("train", ["threads=2"], tmp_path))
+    with pytest.raises(VaeLabError, match=r"^threads=0 is not allowed; use null \(torch's default\)"):
+        validate_config(compose_config("train", ["threads=0"], tmp_path))

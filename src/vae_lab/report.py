@@ -167,10 +167,9 @@ def plot(path: Path, jobs: list[SweepJob], keys: list[str], metric: str) -> None
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))
     if 0 < len(curves.get_lines()) <= MAX_LEGEND_ENTRIES:
         curves.legend(fontsize="x-small")
-    failed = [job for job in jobs if job.status != COMPLETED]
     title = sweep_counts(jobs)
-    if failed:
-        title += " (not completed: " + ", ".join(f"job {job.num}" for job in failed) + ")"
+    for status in sorted({job.status for job in jobs} - {COMPLETED}):
+        title += f"; {status}: " + ", ".join(f"job {job.num}" for job in jobs if job.status == status)
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
     fig.savefig(path, dpi=80)

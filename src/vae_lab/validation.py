@@ -75,6 +75,7 @@ RULES: dict[str, Rule] = {
     "trainer.accelerator": Rule(lambda v: v in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
     "trainer.devices": Rule(_is_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
     "trainer.num_nodes": positive_int(1),
+    "threads": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null (torch's default) or a positive integer"),
 }
 
 _ABSENT = object()

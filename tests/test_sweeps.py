@@ -138,8 +138,10 @@ def test_joblib_preset_runs_the_sweep_in_parallel_processes(
         job_dir = sweep_dir / str(job)
         assert_complete(job_dir)
         assert OmegaConf.load(job_dir / ".hydra" / "config.yaml").threads == 1
-        # The same seed and settings as the in-process sweep: parallel jobs train exactly the same models.
-        assert result(job_dir)["metrics"]["val/elbo"] == result(latent_sweep / str(job))["metrics"]["val/elbo"]
+        # The same seed and settings as the in-process sweep: the same models (up to the float rounding that
+        # 1 thread instead of 2 may change).
+        expected = result(latent_sweep / str(job))["metrics"]["val/elbo"]
+        assert result(job_dir)["metrics"]["val/elbo"] == pytest.approx(expected, rel=1e-5)
         spans.append(((job_dir / ".hydra" / "config.yaml").stat().st_mtime, (job_dir / "result.json").stat().st_mtime))
         pids |= {path.name.split(".")[-2] for path in (job_dir / "tensorboard").glob("events.out.tfevents.*")}
     assert len(pids) == 2  # two worker processes

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
+from torch import Tensor
 
-from vae_lab.callbacks.nan_guard import NonFiniteTrainingError
+from vae_lab.callbacks.nan_guard import NanGuard, NonFiniteTrainingError
 from vae_lab.cvae import CVAE, LOGVAR_MAX, LOGVAR_MIN
 from vae_lab.train import train
 
@@ -42,3 +44,32 @@ def test_logvar_clamp_leaves_normal_values_alone() -> None:
         model.encoder.dense.bias[4:].fill_(1e4)  # the log-variance half of the encoder's output
     _, huge = model.encode(x)
     assert huge.max() == LOGVAR_MAX and torch.isfinite(torch.exp(huge)).all() and LOGVAR_MIN < 0
+
+
+class InfiniteGradient(L.LightningModule):
+    """A finite loss, sqrt(|w|) = 0 at w = 0, whose gradient is not finite there."""
+
+    def __init__(self, lr: float = 0.1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        return torch.sqrt(self.w.abs()).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    def train_dataloader(self) -> list[Tensor]:
+        return [torch.zeros(1)] * 3
+
+
+def test_a_non_finite_gradient_with_a_finite_loss_is_caught(tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=tmp_path, callbacks=[NanGuard()],
+    )
+    with pytest.raises(NonFiniteTrainingError, match=r"^Training diverged at epoch 0, step 0 \(batch 0\): the "
+                       r"gradient is not finite \(loss=0.0\)"):
+        trainer.fit(InfiniteGradient())
+    assert (tmp_path / "nan_batch.pt").is_file() and (tmp_path / "checkpoints" / "last_good.ckpt").is_file()

@@ -19,11 +19,12 @@ from pathlib import Path
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.accelerators import check_accelerator
+from vae_lab.accelerators import GPU_NAMES, check_accelerator
 from vae_lab.errors import VaeLabError
 from vae_lab.validation import validate_config
 
 USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
+HARDWARE_NAMES = (*GPU_NAMES, "mps")  # accelerators that need a look at the machine
 # Hydra flags that print something and exit without running the task: nothing to check.
 _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experimental_rerun")
 
@@ -70,7 +71,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
-        if "trainer" in cfg:
+        if str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch only when it matters
             check_accelerator(cfg.trainer)  # a GPU asked for on a machine without one: also before any run dir
 
 

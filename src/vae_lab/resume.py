@@ -4,18 +4,13 @@
 primary config, the run directory stays the run directory (`.hydra/` is left as the first start wrote it) and
 `ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
 every callback's state (e.g. the fixed sample vector). Further overrides apply on top, for this resume only.
-
-`PurgeUnsavedEvents` keeps the TensorBoard curves continuous: whatever was logged after the checkpoint (the
-part of an epoch the kill interrupted) is hidden with TensorBoard's own restart marker, so no epoch appears twice.
+The TensorBoard curves continue without doubled epochs thanks to `resumed_curves.PurgeUnsavedEvents`. Kept
+free of torch and Lightning imports: a wrong path must be reported in a second.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
-from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 
 from vae_lab.errors import VaeLabError
 
@@ -60,21 +55,3 @@ def resume_arguments(argv: list[str]) -> list[str]:
         "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
         f'ckpt_path="{checkpoint}"',
     ]
-
-
-class PurgeUnsavedEvents(L.Callback):
-    """On a resumed fit, hide TensorBoard events logged after the checkpoint (their epoch is being redone)."""
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.ckpt_path is None or not trainer.is_global_zero:
-            return
-        # Lightning logs at this step counter (private, but it is the `step` of every logged metric). The
-        # checkpoint restored it; everything the checkpointed epochs logged has a smaller step, everything at this
-        # step or later came from the interrupted epoch. A SessionLog.START event at step s makes TensorBoard drop
-        # older events with step >= s (exactly what SummaryWriter(purge_step=s) writes).
-        purge_step = trainer.fit_loop.epoch_loop._batches_that_stepped
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                writer = logger.experiment._get_file_writer()
-                writer.add_event(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
-                writer.flush()

@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     from vae_lab.manifest import RunManifest
-    from vae_lab.resume import PurgeUnsavedEvents
+    from vae_lab.resumed_curves import PurgeUnsavedEvents
 
     callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents()]
     loggers = instantiate_group(cfg.get("logger"))

@@ -41,13 +41,14 @@ class NanGuard(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        loss_ok = torch.isfinite(self._loss).all() if self._loss is not None else torch.tensor(True)
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        grads_ok = torch.stack([torch.isfinite(g).all() for g in grads]).all() if grads else torch.tensor(True)
-        bad_here = not bool(loss_ok.cpu() & grads_ok.cpu())
+        checked = [self._loss] if self._loss is not None else []
+        checked += [p.grad for p in pl_module.parameters() if p.grad is not None]
+        # One flag on the device, one host sync: no per-tensor round trips on a GPU.
+        bad_here = bool(torch.stack([~torch.isfinite(t).all() for t in checked]).any()) if checked else False
         bad = trainer.strategy.reduce_boolean_decision(bad_here, all=False) if trainer.world_size > 1 else bad_here
         if bad:
-            self._stop(trainer, pl_module, what="loss" if not loss_ok else "gradient")
+            loss_bad = self._loss is not None and not bool(torch.isfinite(self._loss).all())
+            self._stop(trainer, pl_module, what="loss" if loss_bad else "gradient")
 
     def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
         run_dir = Path(self.dirpath or trainer.default_root_dir)

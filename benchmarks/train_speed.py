@@ -11,14 +11,17 @@ the same binarized tensors, `Encoder`/`Decoder` from `vae_lab.networks`, `monte_
 torch's default threads. Both start from the same weights (same seed) and run the same number of steps.
 
 Reported per run (medians over repeats): training images/s after `--warmup-steps` steps, the seconds a full
-600-step epoch takes at that rate, warm-up seconds, validation seconds (10,000 test images; not part of the
-training rate), everything else in fit (callbacks, checkpoints, TensorBoard), peak RSS during the run (the
-kernel's high-water mark, reset before each run) and the validation ELBO after the epoch (mean +- sd).
+600-step epoch takes at that rate, the ratio to the reference, training images per CPU-second of the process
+(the cost of the work, less sensitive than wall time to other jobs on the machine), warm-up seconds,
+validation seconds (10,000 test images; not part of the training rate), everything else in fit (callbacks,
+checkpoints, TensorBoard), peak RSS during the run (the kernel's high-water mark, reset before each run) and
+the validation ELBO after the epoch (mean +- sd).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import re
@@ -38,6 +41,7 @@ BATCH, EVAL_BATCH, LATENT, LR = 100, 1000, 50, 1e-4
 @dataclass
 class Run:
     images_per_s: float
+    images_per_cpu_s: float
     warmup_s: float
     val_s: float
     other_s: float
@@ -108,15 +112,16 @@ def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> R
         loss.backward()
         optimizer.step()
         if step + 1 == warmup_steps:
-            warm = time.perf_counter()
+            warm, cpu_warm = time.perf_counter(), time.process_time()
         elif step >= warmup_steps:
             images += len(x)
-    end = time.perf_counter()
+    end, cpu_end = time.perf_counter(), time.process_time()
     with torch.no_grad():
         val = torch.cat([elbo(x) for x in test_x.split(EVAL_BATCH)]).mean().item()
     val_s = time.perf_counter() - end
     fit_s = time.perf_counter() - fit_start
-    return Run(images / (end - warm), warm - start, val_s, fit_s - (end - start) - val_s, peak_rss_mb(), val)
+    return Run(images / (end - warm), images / (cpu_end - cpu_warm), warm - start, val_s,
+               fit_s - (end - start) - val_s, peak_rss_mb(), val)
 
 
 # ---- vae_lab: train(cfg) with the composed default config -------------------------------------------------------
@@ -155,12 +160,14 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
             Path(tmp),
         )
         fit_start = time.perf_counter()
-        metrics = train(cfg)
+        with contextlib.redirect_stdout(sys.stderr):  # Lightning's summary and progress bar; stdout keeps the table
+            metrics = train(cfg)
         fit_s = time.perf_counter() - fit_start
     rate = metrics["perf/train_images_per_s"]
     train_s = (steps - warmup_steps) * BATCH / rate
     warmup_s, val_s = metrics["perf/warmup_s"], metrics["perf/val_s"]
-    return Run(rate, warmup_s, val_s, fit_s - train_s - warmup_s - val_s, peak_rss_mb(), metrics["val/elbo"])
+    return Run(rate, metrics["perf/train_images_per_cpu_s"], warmup_s, val_s, fit_s - train_s - warmup_s - val_s,
+               peak_rss_mb(), metrics["val/elbo"])
 
 
 # ---- report ----------------------------------------------------------------------------------------------------
@@ -178,17 +185,21 @@ def spread(values: list[float]) -> str:
 
 def print_table(rows: list[Row]) -> None:
     reference = median([r.images_per_s for r in rows[0].runs])
-    header = (f"{'run':<16} {'train img/s':>11} {'s/epoch':>8} {'ratio':>6} {'warm-up s':>9} {'val s':>6} "
-              f"{'other s':>7} {'peak RSS MB':>11} {'val ELBO (mean +- sd)':>22}")
+    header = (f"{'run':<16} {'train img/s':>11} {'s/epoch':>8} {'ratio':>6} {'img/CPU-s':>9} {'warm-up s':>9} "
+              f"{'val s':>6} {'other s':>7} {'peak RSS MB':>11} {'val ELBO (mean +- sd)':>22} "
+              f"{'minus ref (paired)':>19}")
     print(header)
     print("-" * len(header))
     for row in rows:
         rate = median([r.images_per_s for r in row.runs])
         print(
             f"{row.name:<16} {rate:11.0f} {STEPS_PER_EPOCH * BATCH / rate:8.1f} {rate / reference:5.2f}x "
+            f"{median([r.images_per_cpu_s for r in row.runs]):9.0f} "
             f"{median([r.warmup_s for r in row.runs]):9.2f} {median([r.val_s for r in row.runs]):6.2f} "
             f"{median([r.other_s for r in row.runs]):7.2f} {median([r.peak_rss_mb for r in row.runs]):11.0f} "
-            f"{spread([r.val_elbo for r in row.runs]):>22}"
+            f"{spread([r.val_elbo for r in row.runs]):>22} "
+            # Same seed, same initial weights: the paired difference is what "the same math" predicts to be ~0.
+            f"{spread([r.val_elbo - ref.val_elbo for r, ref in zip(row.runs, rows[0].runs, strict=True)]):>19}"
         )
     print("per-repeat train img/s: " + "; ".join(
         f"{row.name} " + " ".join(f"{r.images_per_s:.0f}" for r in row.runs) for row in rows))
@@ -217,6 +228,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=5, help="first steps left out of the rate (default 5)")
     parser.add_argument("--seed", type=int, default=42, help="repeat r uses seed + r (default 42)")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="folder holding MNIST/raw")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads for every run (vae_lab: threads=N); default: torch's own")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
                         help="an extra vae_lab row: a name, then Hydra overrides (repeatable)")
     args = parser.parse_args(argv)
@@ -230,6 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configs = [("reference", None), ("vae_lab", []), *((v[0], v[1:]) for v in args.variant)]
     rows = [Row(name) for name, _ in configs]
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        configs = [(name, None if ov is None else [f"threads={args.threads}", *ov]) for name, ov in configs]
     print(machine_line(), flush=True)
     started = time.perf_counter()
     for repeat in range(args.repeats):

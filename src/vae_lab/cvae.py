@@ -18,12 +18,29 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 
 
 class CVAE(L.LightningModule):
-    def __init__(self, latent_dim: int = 50, lr: float = 1e-4, kl: str = "mc") -> None:
+    def __init__(
+        self,
+        latent_dim: int = 50,
+        lr: float = 1e-4,
+        kl: str = "mc",
+        channels_last: bool = False,
+        fused_adam: bool = False,
+        compile: str | None = None,
+    ) -> None:
         super().__init__()
-        check_values("model", latent_dim=latent_dim, lr=lr, kl=kl)
+        check_values(
+            "model", latent_dim=latent_dim, lr=lr, kl=kl, channels_last=channels_last, fused_adam=fused_adam,
+            compile=compile,
+        )
         self.save_hyperparameters()
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
+        # Speed options change how the networks run, never what they compute (README, "Performance").
+        if channels_last:  # NHWC: oneDNN's preferred layout on CPU, tensor cores' on GPU; inputs follow the weights
+            self.to(memory_format=torch.channels_last)
+        if compile is not None:  # compiled lazily at the first step; parameter names (checkpoints) are unchanged
+            self.encoder.compile(mode=compile)
+            self.decoder.compile(mode=compile)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of q(z|x)."""
@@ -73,4 +90,6 @@ class CVAE(L.LightningModule):
         return self._shared_step(batch, "test")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        # fused: one kernel updates every parameter (on CPU and GPU) instead of a few small kernels per tensor.
+        fused = self.hparams.get("fused_adam", False) or None
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=fused)

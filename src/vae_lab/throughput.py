@@ -5,6 +5,8 @@ timestamps per epoch (no per-step host sync) so that what it measures is what a 
 
   perf/train_images_per_s  training images / s after the first `warmup_steps` steps (compilation, oneDNN
                            primitive creation and allocator growth happen there)
+  perf/train_images_per_cpu_s  the same images per second of this process's CPU time (all threads): on a
+                           machine shared with other jobs, the cost of the work rather than the share of cores
   perf/warmup_s            wall time of those first steps
   perf/val_s               wall time of the validation loop inside fit (10,000 images by default)
 """
@@ -30,6 +32,7 @@ class EpochThroughput(L.Callback):
         self._start: float | None = None
         self._warm: float | None = None
         self._end: float | None = None
+        self._cpu_warm = self._cpu_end = 0.0
         self._images = 0
         self._val_start: float | None = None
         self._val_in_train_s = 0.0  # validation run mid-epoch (val_check_interval < 1), taken out of training time
@@ -51,11 +54,11 @@ class EpochThroughput(L.Callback):
     ) -> None:
         last = batch_idx + 1 >= trainer.num_training_batches
         if batch_idx + 1 == self.warmup_steps:
-            self._warm = self._now(pl_module)
+            self._warm, self._cpu_warm = self._now(pl_module), time.process_time()
         elif batch_idx >= self.warmup_steps:
             self._images += len(batch[0])
             if last:
-                self._end = self._now(pl_module)
+                self._end, self._cpu_end = self._now(pl_module), time.process_time()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or self._start is None:
@@ -76,6 +79,7 @@ class EpochThroughput(L.Callback):
             return  # fewer steps than the warm-up: nothing steady to report
         record = {
             "perf/train_images_per_s": self._images / (self._end - self._warm - self._val_in_train_s),
+            "perf/train_images_per_cpu_s": self._images / (self._cpu_end - self._cpu_warm),
             "perf/warmup_s": self._warm - self._start,
             "perf/val_s": self._val_s,
         }

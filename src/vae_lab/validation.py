@@ -10,6 +10,7 @@ the same way wherever it comes from. Kept free of torch and Lightning imports: i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from vae_lab.errors import VaeLabError
 
 BINARIZE_MODES = ("static", "dynamic")
 KL_ESTIMATORS = ("mc", "analytic")  # the ELBO's KL term: single-sample estimate (the tutorial's) or exact
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead = CUDA graphs
 TRAIN_SIZE = 60_000  # images in MNIST's official training set
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
@@ -59,6 +61,11 @@ RULES: dict[str, Rule] = {
     "model.latent_dim": positive_int(50),
     "model.lr": Rule(lambda v: _is_number(v) and v > 0, "a positive number like 1e-4"),
     "model.kl": one_of(KL_ESTIMATORS),
+    "model.channels_last": BOOLEAN,
+    "model.fused_adam": BOOLEAN,
+    "model.compile": Rule(
+        lambda v: v is None or v in COMPILE_MODES, "null (eager) or one of " + ", ".join(COMPILE_MODES)
+    ),
     "data.batch_size": positive_int(100),
     "data.eval_batch_size": positive_int(1000),
     "data.binarize": one_of(BINARIZE_MODES),
@@ -69,6 +76,10 @@ RULES: dict[str, Rule] = {
     ),
     "data.shuffle": BOOLEAN,
     "data.allow_download": BOOLEAN,
+    "data.data_device": Rule(
+        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
+        "auto (the GPU when training on one, else the CPU), cpu, cuda or cuda:N",
+    ),
     "trainer.max_epochs": Rule(
         lambda v: _is_int(v) and (v >= 1 or v == -1), "a positive integer like 10, or -1 for no limit"
     ),

@@ -1,0 +1,75 @@
+"""Speed options change how the model runs, not what it computes; the throughput callback reports real numbers."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import compose_config
+from vae_lab.cvae import CVAE
+from vae_lab.errors import VaeLabError
+from vae_lab.train import train
+from vae_lab.validation import validate_config
+
+
+def _model(seed: int = 0, **options: object) -> CVAE:
+    torch.manual_seed(seed)
+    return CVAE(latent_dim=50, **options)
+
+
+def test_channels_last_and_fused_adam_compute_the_same_elbo_and_step() -> None:
+    x = (torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    results = []
+    for options in ({"channels_last": False, "fused_adam": False}, {"channels_last": True, "fused_adam": True}):
+        model = _model(**options)
+        optimizer = model.configure_optimizers()
+        torch.manual_seed(2)  # the same eps for both models
+        loss = -model(x).elbo.mean()
+        loss.backward()
+        optimizer.step()
+        results.append((loss.detach(), model.decoder.deconv2.weight.detach().clone(), optimizer.defaults["fused"]))
+    (plain_loss, plain_w, plain_fused), (fast_loss, fast_w, fast_fused) = results
+    assert not plain_fused and fast_fused
+    assert _model(channels_last=True).encoder.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast_loss, plain_loss, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(fast_w, plain_w, rtol=1e-5, atol=1e-6)  # one Adam step of 1e-4 from the same weights
+
+
+def test_compile_option_keeps_parameter_names() -> None:
+    eager, compiled = _model(), _model(compile="default")  # compiled lazily: nothing runs here
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert compiled.encoder._compiled_call_impl is not None and eager.encoder._compiled_call_impl is None
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.compile=fast", "model.compile='fast' is not allowed; use null (eager) or one of default"),
+        ("model.channels_last=maybe", "model.channels_last='maybe' is not allowed; use true or false"),
+        ("data.data_device=gpu0", "data.data_device='gpu0' is not allowed; use auto"),
+    ],
+)
+def test_bad_speed_options_fail_in_one_sentence(override: str, message: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [override], tmp_path)
+    with pytest.raises(VaeLabError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        validate_config(cfg)
+
+
+def test_gpu_preset_uses_bf16_and_accepts_cuda_graphs(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["accelerator=gpu", "model.compile=reduce-overhead"], tmp_path)
+    validate_config(cfg)
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.data.data_device == "auto"
+    assert cfg.model.compile == "reduce-overhead"
+
+
+def test_default_run_reports_training_throughput_apart_from_validation(make_train_cfg) -> None:
+    cfg = make_train_cfg(
+        "callbacks=none",  # image callbacks are tested elsewhere; only the timing matters here
+        "+callbacks.throughput._target_=vae_lab.throughput.EpochThroughput",
+        "+callbacks.throughput.warmup_steps=2",
+    )
+    assert cfg.model.channels_last and cfg.model.fused_adam and cfg.model.compile is None  # the defaults
+    metrics = train(cfg)
+    assert metrics["perf/train_images_per_s"] > 0 and metrics["perf/train_images_per_cpu_s"] > 0
+    assert metrics["perf/warmup_s"] > 0 and metrics["perf/val_s"] > 0
+    assert -800 < metrics["val/elbo"] < 0

@@ -19,7 +19,7 @@ def val_elbo_per_epoch(run_dir: Path) -> list[float]:
 
 def test_two_runs_with_one_seed_log_identical_val_elbo(make_train_cfg, tmp_path: Path) -> None:
     overrides = ("trainer.max_epochs=2", "callbacks=none", "data.binarize=dynamic", "seed=7")
-    overrides += ("data.eval_batch_size=500",)
+    overrides += ("++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1", "data.eval_batch_size=300")
     curves = []
     for name in ("first", "second"):
         cfg = make_train_cfg(*overrides)

@@ -43,10 +43,10 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
     run_dir, marker = tmp_path / "run", tmp_path / "paused"
     first = start(
         "accelerator=cpu", f"paths.data_dir={mnist_data_dir}", f"hydra.run.dir={run_dir}",
-        f"trainer.max_epochs={EPOCHS}", "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=1",
+        f"trainer.max_epochs={EPOCHS}", "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1",
         "data.eval_batch_size=100", "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
         "~callbacks.latent_manifold", "~callbacks.reconstructions", "callbacks.gif.pacing=every",
-        # Epoch 1, after 2 of its 4 batches: mark the moment and hold still until killed.
+        # Epoch 1, after 2 of its 3 batches: mark the moment and hold still until killed.
         "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
     )
     deadline = time.monotonic() + 240

@@ -1,0 +1,49 @@
+"""`make bench` (benchmarks/train_speed.py): its options and its table, without timing anything."""
+
+import importlib.util
+import re
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+SCRIPT = REPO_ROOT / "benchmarks" / "train_speed.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_speed"] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["train_speed"]
+
+
+def test_make_bench_runs_the_script() -> None:
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    assert re.search(r"^bench: setup\n\t\$\(PY\) benchmarks/train_speed.py \$\(ARGS\)$", makefile, flags=re.MULTILINE)
+
+
+def test_options_parse_and_bad_step_counts_are_refused(bench, capsys) -> None:
+    args = bench.parse_args(["--steps", "60", "--repeats", "2", "--variant", "bf16", "trainer.precision=bf16-mixed"])
+    assert (args.steps, args.repeats, args.variant) == (60, 2, [["bf16", "trainer.precision=bf16-mixed"]])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps", "5", "--warmup-steps", "5"])
+    assert "--steps=5 and --warmup-steps=5 are not allowed" in capsys.readouterr().err
+
+
+def test_table_reports_medians_ratio_and_paired_elbo_difference(bench, capsys) -> None:
+    def run(rate: float, elbo: float):
+        return bench.Run(rate, rate / 2, 1.0, 20.0, 3.0, 1500.0, elbo)
+
+    rows = [
+        bench.Row("reference", [run(400, -120.0), run(500, -121.0), run(450, -119.0)]),
+        bench.Row("vae_lab", [run(900, -120.5), run(1000, -120.5), run(950, -119.5)]),
+    ]
+    bench.print_table(rows)
+    out = capsys.readouterr().out
+    vae_lab = next(line for line in out.splitlines() if line.startswith("vae_lab"))
+    assert " 950 " in vae_lab and "2.11x" in vae_lab and "63.2" in vae_lab  # median rate, 950/450, 60000/950 s
+    assert vae_lab.endswith("-0.17 +- 0.58")  # paired differences -0.5, +0.5, -0.5

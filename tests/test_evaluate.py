@@ -153,3 +153,23 @@ def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert result.stderr.startswith("error: iwae_sample=100 sets an unknown key iwae_sample")
     assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("config", "override", "message"),
+    [
+        ("eval", "iwae_samples=0", "iwae_samples=0 is not allowed; use a positive integer like 5000."),
+        ("eval", "num_images=20000", "num_images=20000 is not allowed; use null (all 10000 test images) or a number "
+                                     "from 1 to 10000."),
+        ("eval", "device=tpu", "device='tpu' is not allowed; use auto, cpu or cuda."),
+        ("sample", "n=0", "n=0 is not allowed; use a positive integer like 64."),
+        ("sample", "interpolate=[3]", "interpolate=[3] is not allowed; use null or two test-image indices from 0 to "
+                                      "9999, like interpolate=[0,1]."),
+    ],
+)
+def test_bad_option_values_are_refused_in_one_sentence(config: str, override: str, message: str,
+                                                        tmp_path: Path) -> None:
+    cfg = compose_config(config, ["ckpt_path=unused.ckpt", override], tmp_path)
+    with pytest.raises(VaeLabError) as error:
+        (evaluate if config == "eval" else sample)(cfg)
+    assert str(error.value) == message

@@ -4,8 +4,8 @@ Step numbers count finished epochs, so step 0 is the untrained model (the tutori
 and step e + 1 is drawn when epoch e (0-based) ends. Each picture is saved as a PNG in `dirpath` (also when
 TensorBoard is off) and logged to TensorBoard at that step when a TensorBoardLogger is present.
 
-Rendering never touches the global RNG (fixed tensors, own generators, deterministic SVD), so turning a
-callback on or off does not change the training run itself.
+Rendering draws no global random numbers (fixed tensors, own generators, an exact SVD), so it does not shift
+the random stream the training itself uses.
 """
 
 from __future__ import annotations

@@ -248,10 +248,14 @@ def main(argv: list[str] | None = None) -> None:
 
         torch.set_num_threads(args.threads)
         configs = [(name, None if ov is None else [f"threads={args.threads}", *ov]) for name, ov in configs]
+    import torch
+
+    threads = torch.get_num_threads()
     print(machine_line(), flush=True)
     started = time.perf_counter()
     for repeat in range(args.repeats):
         for row, (name, overrides) in zip(rows, configs, strict=True):
+            torch.set_num_threads(threads)  # a variant's `threads=N` must not leak into the runs after it
             gc.collect()
             reset_peak_rss()
             seed = args.seed + repeat

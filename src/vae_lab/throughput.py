@@ -1,6 +1,6 @@
 """Training throughput per epoch, with warm-up and validation counted apart: `perf/*` metrics.
 
-Lightning's own `ThroughputMonitor` logs per step and synchronizes CUDA every step; this callback takes four
+Lightning's own `ThroughputMonitor` logs per step and synchronizes CUDA every step; this callback takes a few
 timestamps per epoch (no per-step host sync) so that what it measures is what a run costs:
 
   perf/train_images_per_s  training images / s after the first `warmup_steps` steps (compilation, oneDNN
@@ -19,11 +19,15 @@ from typing import Any
 import lightning as L
 import torch
 
+from vae_lab.errors import VaeLabError
+
 
 class EpochThroughput(L.Callback):
     def __init__(self, warmup_steps: int = 5) -> None:
         if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-            raise ValueError(f"warmup_steps={warmup_steps!r} is not allowed; use a positive integer like 5.")
+            raise VaeLabError(
+                f"callbacks.throughput.warmup_steps={warmup_steps!r} is not allowed; use a positive integer like 5."
+            )
         self.warmup_steps = warmup_steps
         self.history: list[dict[str, float]] = []  # one entry per epoch, for callers that read it directly
         self._reset()

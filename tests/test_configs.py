@@ -11,11 +11,14 @@ from vae_lab.accelerators import check_accelerator
 from vae_lab.errors import VaeLabError
 from vae_lab.train import instantiate_group
 
+# Single callback files (conf/callbacks/sample_grid.yaml, ...) are entries that callbacks=default composes; the
+# group's selectable options are default and none.
 GROUP_OPTIONS = sorted(
     (group.name, option.stem)
     for group in CONF_DIR.iterdir()
     if group.is_dir() and group.name != "hydra"
     for option in group.glob("*.yaml")
+    if group.name != "callbacks" or option.stem in ("default", "none")
 )
 
 
@@ -36,8 +39,6 @@ def test_every_group_has_options() -> None:
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
 def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path, mnist_data_dir: Path) -> None:
-    if group == "callbacks" and option not in ("default", "none"):
-        pytest.skip("single callbacks are composed through callbacks=default")
     cfg = compose_config("train", [f"{group}={option}", f"paths.data_dir={mnist_data_dir}"], tmp_path)
     if cfg.trainer.accelerator in ("gpu", "cuda"):
         with pytest.raises(VaeLabError, match="needs a CUDA GPU"):
@@ -47,6 +48,14 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     assert built["model"].hparams.latent_dim == cfg.model.latent_dim
     assert built["data"].hparams.batch_size == cfg.data.batch_size
     assert built["trainer"].max_epochs == cfg.trainer.max_epochs
+
+
+def test_default_callbacks_instantiate_every_callback_file(tmp_path: Path) -> None:
+    cfg = compose_config("train", [], tmp_path)
+    callback_files = {path.stem for path in (CONF_DIR / "callbacks").glob("*.yaml")} - {"default", "none"}
+    assert set(cfg.callbacks) == callback_files
+    built = instantiate_group(cfg.callbacks)
+    assert len(built) == len(callback_files)
 
 
 def test_default_run_writes_everything_inside_the_run_directory(tmp_path: Path) -> None:

@@ -38,15 +38,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
     from hydra.utils import instantiate
 
+    from vae_lab.manifest import RunManifest
+    from vae_lab.resumed_curves import PurgeUnsavedEvents
+
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    from vae_lab.manifest import RunManifest
-    from vae_lab.resumed_curves import PurgeUnsavedEvents
-
     callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -12,7 +12,6 @@ writes `metrics.json` beside the checkpoint (or into `output_dir`). The same see
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import VaeLabError, exit_on_user_error
 
 if TYPE_CHECKING:
     import lightning as L
@@ -167,11 +166,7 @@ def final_test(trainer: L.Trainer, datamodule: L.LightningDataModule, output_dir
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
-    try:
-        evaluate(cfg)
-    except VaeLabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_user_error(evaluate, cfg)
 
 
 if __name__ == "__main__":

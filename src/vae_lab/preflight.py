@@ -20,7 +20,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.accelerators import GPU_NAMES, check_accelerator
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import VaeLabError, print_error
 from vae_lab.validation import validate_config
 
 USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
@@ -41,7 +41,7 @@ def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) ->
     except (HydraException, OmegaConfBaseException, VaeLabError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {one_sentence(error, sys.argv[1:])}", file=sys.stderr)
+        print_error(one_sentence(error, sys.argv[1:]))
         sys.exit(USAGE_EXIT)
     hydra_main()
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import VaeLabError, print_error
 from vae_lab.job_result import COMPLETED
 from vae_lab.sweep_jobs import SweepJob, find_jobs, searched_keys, sweep_counts, swept_keys
 
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = write_report(args.sweep_dir, args.out or args.sweep_dir, args.metric)
     except VaeLabError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_error(error)
         return 1
     print("\n".join(str(path) for path in written))
     return 0

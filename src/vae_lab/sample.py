@@ -11,13 +11,12 @@ along the straight line between their posterior means.
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.evaluate import CONFIG_DIR, TEST_SIZE, check_positive_int, require_ckpt_path
 
 
@@ -74,11 +73,7 @@ def sample(cfg: DictConfig) -> list[Path]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
 def main(cfg: DictConfig) -> None:
-    try:
-        sample(cfg)
-    except VaeLabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    exit_on_user_error(sample, cfg)
 
 
 if __name__ == "__main__":

@@ -6,13 +6,12 @@ that turns a `VaeLabError` into one sentence on stderr and a non-zero exit.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import exit_on_user_error
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -63,11 +62,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def main(cfg: DictConfig) -> float | None:
     from vae_lab.sweep_outcome import run_recorded
 
-    try:
-        metrics = run_recorded(train, cfg)  # writes <run dir>/result.json; in a sweep, failing fails only this job
-    except VaeLabError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    # run_recorded writes <run dir>/result.json; in a sweep, a failing job fails only itself.
+    metrics = exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metrics and metric_name else None
 

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from vae_lab.batches import EpochPermutation, TensorBatches
 from vae_lab.mnist_files import ensure_mnist_files
-from vae_lab.validation import BINARIZE_MODES, TRAIN_SIZE, check_values  # noqa: F401 (BINARIZE_MODES: public name)
+from vae_lab.validation import TRAIN_SIZE, check_values
 
 
 def binarize_static(pixels: Tensor, threshold: float = 0.5) -> Tensor:

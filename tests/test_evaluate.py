@@ -76,6 +76,17 @@ def test_evaluate_writes_metrics_is_deterministic_and_iwae_beats_elbo(
     assert third["test/elbo"] != first["test/elbo"]  # the seed does drive the sampling
 
 
+def test_decode_batch_changes_speed_not_numbers(tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path) -> None:
+    # 25 images x 8 latent dims is not a multiple of the 16 values torch's CPU normal sampler makes at a time, so
+    # one (count, B, D) draw per chunk would change with the chunk size. Chunks of 1, 3 and 7 samples must agree.
+    runs = [evaluate(eval_cfg(tiny_checkpoint, tmp_path / str(db), mnist_data_dir, f"decode_batch={db}",
+                              "batch_size=25", "num_images=50", "iwae_samples=7"))
+            for db in (25, 75, 175)]
+    for name in ("test/iwae", "test/elbo", "test/elbo_analytic"):
+        assert runs[1][name] == pytest.approx(runs[0][name], abs=1e-4), name
+        assert runs[2][name] == pytest.approx(runs[0][name], abs=1e-4), name
+
+
 def test_metrics_json_goes_beside_the_checkpoint_by_default(tiny_checkpoint: Path, mnist_data_dir: Path) -> None:
     cfg = eval_cfg(tiny_checkpoint, tiny_checkpoint.parent, mnist_data_dir, "num_images=10", "iwae_samples=2")
     cfg.output_dir = None

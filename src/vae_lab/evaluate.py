@@ -115,7 +115,9 @@ def score_batch(model: CVAE, x: Tensor, k: int, decode_batch: int, generator: to
     mean, logvar = model.encode(x)
 
     def draw_noise(count: int) -> Tensor:
-        return torch.randn((count, *mean.shape), generator=generator, device=mean.device)
+        # One draw of (B, D) per sample: torch's CPU normal sampler fills blocks of 16 values, so a single draw of
+        # (count, B, D) would give other numbers when count (decode_batch) changes. Per-sample draws do not.
+        return torch.stack([torch.randn(mean.shape, generator=generator, device=mean.device) for _ in range(count)])
 
     z = reparameterize(mean, logvar, draw_noise(1)[0])
     logits = model.decode(z)

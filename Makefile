@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint bench
+.PHONY: setup train test lint bench floor
 
 setup: $(STAMP)
 
@@ -28,3 +28,6 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/train_speed.py $(ARGS)
+
+floor: setup
+	cd benchmarks && ../$(PY) flop_floor.py $(ARGS)

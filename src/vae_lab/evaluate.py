@@ -58,7 +58,7 @@ def pick_device(name: str) -> str:
 
 
 def check_eval_config(cfg: DictConfig) -> None:
-    for key, example in (("iwae_samples", 5000), ("batch_size", 100), ("decode_batch", 1000)):
+    for key, example in (("iwae_samples", 5000), ("batch_size", 100), ("decode_batch", 100)):
         check_positive_int(key, cfg[key], example)
     num_images = cfg.num_images
     if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_lab.networks import Decoder, Encoder
+from vae_lab.networks import Decoder, Encoder, one_channel_transposed_conv
 
 
 def test_encoder_layer_shapes_follow_keras_valid_convs() -> None:
@@ -51,3 +51,24 @@ def test_initialization_is_keras_glorot_uniform_with_zero_bias() -> None:
     assert dense.weight.abs().max() <= limit
     assert dense.weight.abs().max() > 0.9 * limit
     assert torch.count_nonzero(dense.bias) == 0
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_one_channel_transposed_conv_is_conv_transpose2d(memory_format: torch.memory_format) -> None:
+    generator = torch.Generator().manual_seed(0)
+    h = torch.randn(3, 32, 28, 28, dtype=torch.float64, generator=generator).contiguous(memory_format=memory_format)
+    weight = torch.randn(32, 1, 3, 3, dtype=torch.float64, generator=generator)
+    bias = torch.randn(1, dtype=torch.float64, generator=generator)
+    ours = one_channel_transposed_conv(h, weight, bias)
+    torch.testing.assert_close(ours, F.conv_transpose2d(h, weight, bias, padding=1), rtol=0, atol=1e-12)
+
+
+def test_decoder_without_gradients_gives_the_logits_of_the_training_path() -> None:
+    decoder = Decoder(latent_dim=7)
+    torch.nn.init.normal_(decoder.deconv3.bias)
+    z = torch.randn(5, 7)
+    training = decoder(z)  # deconv3 through oneDNN
+    with torch.inference_mode():
+        scoring = decoder(z)  # deconv3 as one GEMM
+    assert training.requires_grad and not scoring.requires_grad
+    torch.testing.assert_close(scoring, training.detach(), rtol=1e-5, atol=1e-5)

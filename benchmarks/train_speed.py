@@ -4,33 +4,39 @@
     make bench ARGS="--steps 60 --repeats 2"    # a quick look (~2 minutes on 2 cores)
     make bench ARGS="--variant bf16 trainer.precision=bf16-mixed"   # an extra vae_lab row with its own overrides
 
-Each repeat runs, in this process, the reference loop and then `vae_lab.train.train(cfg)` with the composed
-default config (plus `trainer.max_epochs=1`, the step limit and the `EpochThroughput` callback), then every
-`--variant`. The reference is what a straightforward port looks like: a `DataLoader` over a `TensorDataset` of
-the same binarized tensors, `Encoder`/`Decoder` from `vae_lab.networks`, `monte_carlo_elbo`, `Adam(lr=1e-4)`,
-torch's default threads. Both start from the same weights (same seed) and run the same number of steps.
+Each repeat runs the reference loop, then `vae_lab.train.train(cfg)` with the composed default config (plus
+`trainer.max_epochs=1`, the step limit and the `EpochThroughput` callback), then every `--variant`, each in a
+fresh Python process (this script with `--worker`), so that nothing one run leaves in its process (thread
+counts, allocator state, caches, the peak RSS) carries over into the next. The reference is what a straightforward
+port looks like: a `DataLoader` over a `TensorDataset` of the same binarized tensors, `Encoder`/`Decoder` from
+`vae_lab.networks` with the decoder run as a direct port of the Keras layers runs it (`straightforward_decode`:
+each stride-2 transposed conv in full, then its last row and column dropped; the same numbers as vae_lab's
+uncropped formulation), `monte_carlo_elbo`, `Adam(lr=1e-4)`, torch's default threads and allocator settings. Both
+start from the same weights (same seed) and run the same number of steps.
 
 Reported per run (medians over repeats): training images/s after `--warmup-steps` steps, the seconds a full
 600-step epoch takes at that rate, the ratio to the reference, training images per CPU-second of the process
 (the cost of the work, less sensitive than wall time to other jobs on the machine), warm-up seconds,
 validation seconds (10,000 test images; not part of the training rate), everything else in fit (callbacks,
-checkpoints, TensorBoard), peak RSS during the run (the kernel's high-water mark, reset before each run) and
-the validation ELBO after the epoch (mean +- sd).
+checkpoints, TensorBoard), the peak RSS of the run's process (the kernel's high-water mark, imports and data
+included) and the validation ELBO after the epoch (mean +- sd).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
+import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -55,14 +61,7 @@ class Row:
     runs: list[Run] = field(default_factory=list)
 
 
-# ---- memory: the kernel's RSS high-water mark, reset before each run (Linux), else ru_maxrss --------------------
-
-
-def reset_peak_rss() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux: peaks then only grow, and later runs report the process's peak so far
+# ---- memory: the kernel's RSS high-water mark of this process (Linux), else ru_maxrss ----------------------------
 
 
 def peak_rss_mb() -> float:
@@ -76,6 +75,21 @@ def peak_rss_mb() -> float:
 
 
 # ---- the reference: a plain PyTorch loop ------------------------------------------------------------------------
+
+
+def straightforward_decode(decoder: Any, z: Any) -> Any:
+    """`decoder(z)` as a direct port of the Keras layers computes it: full transposed convs, then a crop.
+
+    Keras "same" keeps the first 2n rows/columns of a stride-2 transposed conv's 2n + 1; `vae_lab.networks.Decoder`
+    gets them without computing and copying the full output (same weights, same numbers: tests/test_benchmark_cli.py).
+    """
+    import torch
+    from torch.nn import functional as F
+
+    h = torch.relu(decoder.dense(z)).view(-1, 32, 7, 7)
+    for deconv in (decoder.deconv1, decoder.deconv2):
+        h = torch.relu(F.conv_transpose2d(h, deconv.weight, deconv.bias, stride=2)[..., :-1, :-1])
+    return F.conv_transpose2d(h, decoder.deconv3.weight, decoder.deconv3.bias, padding=1)
 
 
 def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> Run:
@@ -100,7 +114,7 @@ def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> R
     def elbo(x: torch.Tensor) -> torch.Tensor:
         mean, logvar = encoder(x)
         z = reparameterize(mean, logvar, torch.randn_like(mean))
-        return monte_carlo_elbo(x, decoder(z), z, mean, logvar).elbo
+        return monte_carlo_elbo(x, straightforward_decode(decoder, z), z, mean, logvar).elbo
 
     images = 0
     start = time.perf_counter()
@@ -205,7 +219,7 @@ def print_table(rows: list[Row]) -> None:
         f"{row.name} " + " ".join(f"{r.images_per_s:.0f}" for r in row.runs) for row in rows))
 
 
-def machine_line() -> str:
+def machine_line(threads: int | None = None) -> str:
     import platform
 
     import torch
@@ -217,7 +231,7 @@ def machine_line() -> str:
     except (OSError, StopIteration):
         pass
     return (f"machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
-            f"{torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            f"{threads or torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -232,6 +246,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="torch intra-op threads for every run (vae_lab: threads=N); default: torch's own")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
                         help="an extra vae_lab row: a name, then Hydra overrides (repeatable)")
+    parser.add_argument("--worker", choices=("reference", "vae_lab"), help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 0 < args.warmup_steps < args.steps <= STEPS_PER_EPOCH:
         parser.error(f"--steps={args.steps} and --warmup-steps={args.warmup_steps} are not allowed; "
@@ -239,37 +255,55 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    configs = [("reference", None), ("vae_lab", []), *((v[0], v[1:]) for v in args.variant)]
-    rows = [Row(name) for name, _ in configs]
+def worker(args: argparse.Namespace) -> None:
+    """One run in this process; its `Run` is the last line of stdout, as JSON."""
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-        configs = [(name, None if ov is None else [f"threads={args.threads}", *ov]) for name, ov in configs]
-    import torch
+    if args.worker == "reference":
+        run = reference_run(args.data_dir, args.seed, args.steps, args.warmup_steps)
+    else:
+        threads = [] if args.threads is None else [f"threads={args.threads}"]
+        run = vae_lab_run(args.data_dir, args.seed, args.steps, args.warmup_steps, [*threads, *args.overrides])
+    print(json.dumps(asdict(run)), flush=True)
 
-    threads = torch.get_num_threads()
-    print(machine_line(), flush=True)
+
+def run_in_process(args: argparse.Namespace, seed: int, overrides: list[str] | None) -> Run:
+    """Run the reference (overrides None) or vae_lab with `overrides` in a fresh Python process."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "reference" if overrides is None else
+               "vae_lab", "--seed", str(seed), "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
+               "--data-dir", str(args.data_dir)]
+    if args.threads is not None:
+        command += ["--threads", str(args.threads)]
+    if overrides:
+        command += ["--overrides", *overrides]
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)  # stderr: the progress bar
+    if result.returncode != 0:
+        raise SystemExit(f"error: the benchmark run {' '.join(command[2:])} failed (exit {result.returncode}); "
+                         "its messages are above.")
+    return Run(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker(args)
+        return
+    configs = [("reference", None), ("vae_lab", []), *((v[0], v[1:]) for v in args.variant)]
+    rows = [Row(name) for name, _ in configs]
+    print(machine_line(args.threads), flush=True)
     started = time.perf_counter()
     for repeat in range(args.repeats):
         for row, (name, overrides) in zip(rows, configs, strict=True):
-            torch.set_num_threads(threads)  # a variant's `threads=N` must not leak into the runs after it
-            gc.collect()
-            reset_peak_rss()
-            seed = args.seed + repeat
-            if overrides is None:
-                run = reference_run(args.data_dir, seed, args.steps, args.warmup_steps)
-            else:
-                run = vae_lab_run(args.data_dir, seed, args.steps, args.warmup_steps, overrides)
+            run = run_in_process(args, args.seed + repeat, overrides)
             row.runs.append(run)
             print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {run.images_per_s:.0f} img/s, "
                   f"val ELBO {run.val_elbo:.2f}", file=sys.stderr, flush=True)
     print(f"{args.repeats} repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless a variant "
-          f"says otherwise; total {time.perf_counter() - started:.0f} s")
+          f"says otherwise, one process per run; total {time.perf_counter() - started:.0f} s")
     print_table(rows)
-    print(machine_line())
+    print(machine_line(args.threads))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_lab.networks import Decoder, Encoder, one_channel_transposed_conv
+from vae_lab.networks import PAD_BEFORE, Decoder, Encoder, one_channel_transposed_conv
 
 
 def test_encoder_layer_shapes_follow_keras_valid_convs() -> None:
@@ -20,8 +20,8 @@ def test_decoder_layer_shapes_follow_keras_same_transposed_convs() -> None:
     decoder = Decoder(latent_dim=7)
     z = torch.zeros(5, 7)
     h0 = torch.relu(decoder.dense(z)).view(-1, 32, 7, 7)
-    h1 = decoder.deconv1(h0)[..., :-1, :-1]
-    h2 = decoder.deconv2(h1)[..., :-1, :-1]
+    h1 = decoder.deconv1(F.pad(h0, PAD_BEFORE))
+    h2 = decoder.deconv2(F.pad(h1, PAD_BEFORE))
     assert h1.shape == (5, 64, 14, 14)
     assert h2.shape == (5, 32, 28, 28)
     assert decoder(z).shape == (5, 1, 28, 28)
@@ -40,8 +40,12 @@ def test_stride2_transposed_conv_is_the_adjoint_of_a_tf_same_conv(layer: str) ->
     forward = F.conv2d(F.pad(x, (0, 1, 0, 1)), deconv.weight, stride=2)
     assert forward.shape == y.shape
     (adjoint,) = torch.autograd.grad(forward, x, grad_outputs=y)
-    ours = deconv(y)[..., :-1, :-1]
+    ours = deconv(F.pad(y, PAD_BEFORE))  # as Decoder.forward runs it
     torch.testing.assert_close(ours, adjoint, rtol=1e-5, atol=1e-5)
+    # ... which is the full transposed conv with its last row and column dropped (the straightforward port).
+    full = F.conv_transpose2d(y, deconv.weight, deconv.bias, stride=2)
+    assert full.shape[-1] == 2 * size + 1
+    torch.testing.assert_close(ours, full[..., :-1, :-1], rtol=1e-5, atol=1e-5)
 
 
 def test_initialization_is_keras_glorot_uniform_with_zero_bias() -> None:

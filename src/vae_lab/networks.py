@@ -18,6 +18,9 @@ def _keras_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+PAD_BEFORE = (1, 0, 1, 0)  # one zero column on the left, one zero row on top (F.pad order: W then H)
+
+
 def one_channel_transposed_conv(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """`F.conv_transpose2d(h, weight, bias, padding=1)` for a (C, 1, 3, 3) weight, as one GEMM and 9 shifted adds.
 
@@ -58,17 +61,19 @@ class Decoder(nn.Module):
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.dense = nn.Linear(latent_dim, 7 * 7 * 32)
-        self.deconv1 = nn.ConvTranspose2d(32, 64, kernel_size=3, stride=2)  # 7 -> 15, cropped to 14
-        self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2)  # 14 -> 29, cropped to 28
+        # Keras "same" with stride 2 pads the forward conv only at the bottom/right (total padding 1), so its
+        # transpose keeps the first 2n rows/columns of the full (2n + 1) output. torch pads symmetrically; one zero
+        # row/column before the input shifts the full output by 2, and padding=2, output_padding=1 then keep exactly
+        # rows/columns 0 .. 2n - 1: no crop (and no copy) of the 4x larger output.
+        self.deconv1 = nn.ConvTranspose2d(32, 64, kernel_size=3, stride=2, padding=2, output_padding=1)  # 7 -> 14
+        self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=2, output_padding=1)  # 14 -> 28
         self.deconv3 = nn.ConvTranspose2d(32, 1, kernel_size=3, stride=1, padding=1)  # 28 -> 28
         self.apply(_keras_init)
 
     def forward(self, z: Tensor) -> Tensor:
         h = torch.relu(self.dense(z)).view(-1, 32, 7, 7)
-        # Keras "same" with stride 2 pads the forward conv only at the bottom/right (total padding 1), so its
-        # transpose keeps the first 2n rows/columns of the full output: crop the last one, not the first.
-        h = torch.relu(self.deconv1(h)[..., :-1, :-1])
-        h = torch.relu(self.deconv2(h)[..., :-1, :-1])
+        h = torch.relu(self.deconv1(F.pad(h, PAD_BEFORE)))
+        h = torch.relu(self.deconv2(F.pad(h, PAD_BEFORE)))
         if torch.is_grad_enabled():
             return self.deconv3(h)  # training: oneDNN's backward made whole steps faster than the GEMM's (README)
         return one_channel_transposed_conv(h, self.deconv3.weight, self.deconv3.bias)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from train_speed import BATCH, LATENT, REPO, STEPS_PER_EPOCH, reference_run, straightforward_decode
+from train_speed import BATCH, LATENT, REPO, STEPS_PER_EPOCH, machine_line, reference_run, straightforward_decode
 
 IWAE_SAMPLES, TEST_IMAGES = 5000, 10_000
 
@@ -148,8 +148,6 @@ def rate_row(name: str, images_per_s: float, reference: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    from train_speed import machine_line
-
     print(machine_line(), flush=True)
     train_flop, decode_flop = counted_flop(BATCH, LATENT)
     peak = best_gemm_rate(args.gemm_size, max(3, args.repeats // 4))

@@ -257,13 +257,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def worker(args: argparse.Namespace) -> None:
     """One run in this process; its `Run` is the last line of stdout, as JSON."""
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     if args.worker == "reference":
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
         run = reference_run(args.data_dir, args.seed, args.steps, args.warmup_steps)
-    else:
+    else:  # train() sets vae_lab's threads from its config
         threads = [] if args.threads is None else [f"threads={args.threads}"]
         run = vae_lab_run(args.data_dir, args.seed, args.steps, args.warmup_steps, [*threads, *args.overrides])
     print(json.dumps(asdict(run)), flush=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -16,6 +20,7 @@ from vae_lab.mnist_files import ensure_mnist_files
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"
 DATA_DIR = REPO_ROOT / "data"
+BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +65,17 @@ def make_train_cfg(tmp_path: Path, mnist_data_dir: Path) -> Callable[..., DictCo
         return compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], tmp_path / "run")
 
     return make
+
+
+@contextmanager
+def benchmark_module(name: str) -> Iterator[ModuleType]:
+    """Import benchmarks/<name>.py as `make bench`/`make floor` run it: its folder on sys.path, so the scripts import
+    each other by name; every module imported from that folder is forgotten afterwards."""
+    sys.path.insert(0, str(BENCHMARKS_DIR))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS_DIR))
+        for module_name, module in list(sys.modules.items()):
+            if Path(getattr(module, "__file__", None) or "/").parent == BENCHMARKS_DIR:
+                del sys.modules[module_name]

@@ -1,24 +1,16 @@
 """`make bench` (benchmarks/train_speed.py): its options and its table, without timing anything."""
 
-import importlib.util
 import re
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-SCRIPT = REPO_ROOT / "benchmarks" / "train_speed.py"
+from tests.conftest import REPO_ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("train_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_speed"] = module  # dataclasses look their module up while the class is created
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["train_speed"]
+    with benchmark_module("train_speed") as module:
+        yield module
 
 
 def test_make_bench_runs_the_script() -> None:

@@ -1,27 +1,16 @@
 """`make floor` (benchmarks/flop_floor.py): its GEMM list is exactly the model's counted work; its options."""
 
-import importlib.util
 import re
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
-BENCHMARKS = REPO_ROOT / "benchmarks"
+from tests.conftest import REPO_ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
 def floor():
-    sys.path.insert(0, str(BENCHMARKS))  # flop_floor imports train_speed, as it does when run from benchmarks/
-    spec = importlib.util.spec_from_file_location("flop_floor", BENCHMARKS / "flop_floor.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["flop_floor"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("flop_floor")
-    sys.modules.pop("train_speed", None)
-    sys.path.remove(str(BENCHMARKS))
+    with benchmark_module("flop_floor") as module:  # which imports train_speed, as it does in benchmarks/
+        yield module
 
 
 def test_make_floor_runs_the_script() -> None:

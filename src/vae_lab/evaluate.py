@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab.errors import VaeLabError, exit_on_user_error
+from vae_lab.preflight import CONFIG_DIR, run
 
 if TYPE_CHECKING:
     import lightning as L
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
     from vae_lab.cvae import CVAE
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 TEST_SIZE = 10_000
 # Burda et al. (2016), section 5.2: a latent unit is active if its posterior mean varies across x by more than this.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -166,12 +166,10 @@ def final_test(trainer: L.Trainer, datamodule: L.LightningDataModule, output_dir
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     exit_on_user_error(evaluate, cfg)
 
 
 if __name__ == "__main__":
-    from vae_lab.preflight import run
-
-    run(main, Path(CONFIG_DIR), "eval")  # a misspelt key or bad value: one sentence, before any work
+    run(main, CONFIG_DIR, "eval")  # a misspelt key or bad value: one sentence, before any work

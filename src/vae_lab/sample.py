@@ -17,7 +17,8 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.evaluate import CONFIG_DIR, TEST_SIZE, check_positive_int, require_ckpt_path
+from vae_lab.evaluate import TEST_SIZE, check_positive_int, require_ckpt_path
+from vae_lab.preflight import CONFIG_DIR, run
 
 
 def interpolation_pair(value: object) -> tuple[int, int] | None:
@@ -71,12 +72,10 @@ def sample(cfg: DictConfig) -> list[Path]:
     return written
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="sample")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
 def main(cfg: DictConfig) -> None:
     exit_on_user_error(sample, cfg)
 
 
 if __name__ == "__main__":
-    from vae_lab.preflight import run
-
-    run(main, Path(CONFIG_DIR), "sample")  # a misspelt key or bad value: one sentence, before any work
+    run(main, CONFIG_DIR, "sample")  # a misspelt key or bad value: one sentence, before any work

@@ -12,8 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab.errors import exit_on_user_error
-
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from vae_lab.preflight import CONFIG_DIR, run
 
 
 def instantiate_group(group_cfg: DictConfig | None) -> list:
@@ -58,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from vae_lab.sweep_outcome import run_recorded
 
@@ -69,6 +68,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    from vae_lab.preflight import run
-
-    run(main, Path(CONFIG_DIR), "train")  # checks the command line before Hydra creates a run directory
+    run(main, CONFIG_DIR, "train")  # checks the command line before Hydra creates a run directory

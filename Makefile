@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint bench floor
+.PHONY: setup train test lint bench floor profile
 
 setup: $(STAMP)
 
@@ -31,3 +31,6 @@ bench: setup
 
 floor: setup
 	cd benchmarks && ../$(PY) flop_floor.py $(ARGS)
+
+profile: setup
+	$(PY) benchmarks/profile_train.py $(ARGS)

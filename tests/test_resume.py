@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tests.conftest import REPO_ROOT
 from vae_lab.errors import VaeLabError
-from vae_lab.resume import find_run, resume_arguments
+from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
 
 EPOCHS = 2
 
@@ -89,6 +91,28 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
     manifest = yaml.safe_load((run_dir / "manifest.json").read_text())
     assert [entry["ckpt_path"] for entry in manifest["resumes"]] == [str(run_dir / "checkpoints" / "last.ckpt")]
 
+    # Resuming the finished run again: one sentence, exit 2, and the run's record stays as it was.
+    result = (run_dir / "result.json").read_text()
+    again = start(f"resume={run_dir}")
+    output, _ = again.communicate(timeout=120)
+    assert again.returncode == 2
+    assert output.strip().splitlines()[-1] == (
+        f"error: resume={run_dir} has nothing to train: the run has finished {EPOCHS} epochs and trainer.max_epochs "
+        f"is {EPOCHS}; add trainer.max_epochs=N with N > {EPOCHS} to train it further."
+    )
+    assert (run_dir / "result.json").read_text() == result and '"completed"' in result
+
+
+def fake_run(run_dir: Path, epochs_done: int, max_epochs: int, latent_dim: int = 50) -> Path:
+    """A run folder as `train` leaves it, as far as resuming reads it: saved config and last.ckpt's progress."""
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(f"seed: 1\ntrainer:\n  max_epochs: {max_epochs}\n")
+    (run_dir / "checkpoints").mkdir()
+    progress = {"current": {"ready": epochs_done, "started": epochs_done, "processed": epochs_done, "completed": 0}}
+    torch.save({"state_dict": {}, "epoch": epochs_done - 1, "hyper_parameters": {"latent_dim": latent_dim},
+                "loops": {"fit_loop": {"epoch_progress": progress}}}, run_dir / "checkpoints" / "last.ckpt")
+    return run_dir
+
 
 def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
@@ -96,8 +120,8 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
     (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
     with pytest.raises(VaeLabError, match=r"has no checkpoints/last.ckpt yet"):
         find_run(str(run_dir))
-    (run_dir / "checkpoints").mkdir()
-    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    shutil.rmtree(run_dir)
+    fake_run(run_dir, epochs_done=1, max_epochs=2)
     assert resume_arguments([f"resume={run_dir}", "trainer.max_epochs=5"]) == [
         f"--config-path={run_dir / '.hydra'}",
         "--config-name=config",
@@ -106,7 +130,62 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "hydra.output_subdir=null",
         f'ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
+    # Without a max_epochs of its own, a resume aims where the run's latest start aimed.
+    assert "trainer.max_epochs=2" in resume_arguments([f"resume={run_dir}"])
     with pytest.raises(VaeLabError, match=r"^resume=\S+ does not exist; use resume=<run dir>"):
         find_run(str(tmp_path / "nowhere"))
     with pytest.raises(VaeLabError, match=r"is not a vae_lab run"):
         find_run(str(tmp_path))
+
+
+def test_a_resume_continues_to_the_epoch_count_of_the_latest_start(tmp_path: Path) -> None:
+    # Started with max_epochs=1, resumed with trainer.max_epochs=3 and killed after epoch 2: the manifest's latest
+    # entry holds the 3, and `resume=<run>` alone must finish those 3 (the saved config still says 1).
+    run_dir = fake_run(tmp_path / "run", epochs_done=2, max_epochs=1)
+    first = {"config": {"trainer": {"max_epochs": 1}}}
+    manifest = {**first, "resumes": [{"config": {"trainer": {"max_epochs": 3}}}]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert planned_max_epochs(run_dir) == 3
+    assert resume_arguments([f"resume={run_dir}"])[2] == "trainer.max_epochs=3"
+    (run_dir / "manifest.json").write_text(json.dumps(first))
+    assert planned_max_epochs(run_dir) == 1
+
+
+def test_a_resume_with_nothing_to_train_or_other_weights_is_refused(tmp_path: Path) -> None:
+    run_dir = fake_run(tmp_path / "run", epochs_done=3, max_epochs=3)
+    with pytest.raises(VaeLabError) as refused:
+        resume_arguments([f"resume={run_dir}"])
+    assert str(refused.value) == (
+        f"resume={run_dir} has nothing to train: the run has finished 3 epochs and trainer.max_epochs is 3; "
+        "add trainer.max_epochs=N with N > 3 to train it further."
+    )
+    with pytest.raises(VaeLabError, match=r"has nothing to train: the run has finished 3 epochs and "
+                                          r"trainer.max_epochs is 2;"):
+        resume_arguments([f"resume={run_dir}", "trainer.max_epochs=2"])
+    assert "trainer.max_epochs=4" in resume_arguments([f"resume={run_dir}", "trainer.max_epochs=4"])
+    with pytest.raises(VaeLabError) as refused:
+        resume_arguments([f"resume={run_dir}", "trainer.max_epochs=4", "model.latent_dim=2"])
+    assert str(refused.value) == (
+        f"resume={run_dir} cannot change model.latent_dim to 2: the run's weights have latent_dim=50; start a new "
+        "run (without resume=) for another latent size."
+    )
+    assert resume_arguments([f"resume={run_dir}", "trainer.max_epochs=4", "model.latent_dim=50"])
+
+
+def test_a_moved_run_resumes_into_its_own_last_ckpt(tmp_path: Path, mnist_data_dir: Path) -> None:
+    # Lightning no longer recognizes the files of a moved run as its own and, by default, would write
+    # last-v1.ckpt beside the stale last.ckpt, which the next resume would then read.
+    first = start(
+        "accelerator=cpu", f"paths.data_dir={mnist_data_dir}", f"hydra.run.dir={tmp_path / 'run'}",
+        "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
+        "data.eval_batch_size=100", "++trainer.enable_progress_bar=false", "logger=none",
+        "~callbacks.latent_manifold", "~callbacks.reconstructions", "~callbacks.gif", "~callbacks.sample_grid",
+    )
+    assert first.wait(timeout=240) == 0, first.stdout.read()
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "run", moved)
+    resumed = start(f"resume={moved}", "trainer.max_epochs=2")
+    output, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, output
+    assert not [path.name for path in (moved / "checkpoints").iterdir() if "-v" in path.name]
+    assert load(moved / "checkpoints" / "last.ckpt")["epoch"] == 1

@@ -3,14 +3,22 @@
 `resume_arguments` rewrites that one argument into Hydra's own: the run's saved `.hydra/config.yaml` becomes the
 primary config, the run directory stays the run directory (`.hydra/` is left as the first start wrote it) and
 `ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
-every callback's state (e.g. the fixed sample vector). Further overrides apply on top, for this resume only.
-The TensorBoard curves continue without doubled epochs thanks to `resumed_curves.PurgeUnsavedEvents`. Kept
-free of torch and Lightning imports: a wrong path must be reported in a second.
+every callback's state (e.g. the fixed sample vector). Further overrides apply on top, for this resume only,
+except `trainer.max_epochs`: without one, the run continues to the epoch count its latest start aimed for (as
+`manifest.json` recorded it), so a run extended by one resume and killed is finished by the next. A resume with
+nothing left to train, or one that would change the size of the saved weights, is refused in one sentence
+before anything is written. The TensorBoard curves continue without doubled epochs thanks to
+`resumed_curves.PurgeUnsavedEvents`. A wrong path is reported before torch is imported (to read the checkpoint).
 """
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
 
 from vae_lab.errors import VaeLabError
 
@@ -42,11 +50,63 @@ def find_run(target: str) -> tuple[Path, Path]:
     return run_dir, checkpoint
 
 
+def override_value(argv: list[str], key: str) -> str | None:
+    """The value the command line gives `key` (`key=v`, `+key=v` or `++key=v`; the last one wins), or None."""
+    pattern = re.compile(rf"^\+{{0,2}}{re.escape(key)}=(.*)$")
+    values = [match.group(1) for arg in argv if (match := pattern.match(arg))]
+    return values[-1] if values else None
+
+
+def planned_max_epochs(run_dir: Path) -> Any:
+    """`trainer.max_epochs` of the run's latest start: its last `manifest.json` entry, else the saved config."""
+    from vae_lab.manifest import MANIFEST
+
+    manifest = run_dir / MANIFEST
+    if manifest.is_file():
+        record = json.loads(manifest.read_text())
+        latest = (record.get("resumes") or [record])[-1]
+        return latest.get("config", {}).get("trainer", {}).get("max_epochs")
+    return OmegaConf.load(run_dir / SAVED_CONFIG).get("trainer", {}).get("max_epochs")
+
+
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs the checkpoint has finished (Lightning saves `last.ckpt` after an epoch's validation)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return int(progress.get("processed", checkpoint.get("epoch", -1) + 1))
+
+
+def check_resume(target: str, checkpoint: dict[str, Any], argv: list[str], max_epochs: Any) -> None:
+    """Refuse a resume that has nothing to train or that changes the shape of the saved weights."""
+    latent_dim = override_value(argv, "model.latent_dim")
+    saved_latent_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
+    if latent_dim is not None and saved_latent_dim is not None and latent_dim.strip() != str(saved_latent_dim):
+        raise VaeLabError(
+            f"resume={target} cannot change model.latent_dim to {latent_dim}: the run's weights have latent_dim="
+            f"{saved_latent_dim}; start a new run (without resume=) for another latent size."
+        )
+    done = epochs_done(checkpoint)
+    if isinstance(max_epochs, int) and max_epochs >= 0 and done >= max_epochs:
+        raise VaeLabError(
+            f"resume={target} has nothing to train: the run has finished {done} epoch{'' if done == 1 else 's'} and "
+            f"trainer.max_epochs is {max_epochs}; add trainer.max_epochs=N with N > {done} to train it further."
+        )
+
+
 def resume_arguments(argv: list[str]) -> list[str]:
     """Replace `resume=X` in a command line by the Hydra arguments that continue run X in place."""
+    from vae_lab.checkpoints import read_checkpoint_dict
+
     target = next(arg for arg in argv if arg.startswith("resume="))
     run_dir, checkpoint = find_run(target.split("=", 1)[1])
     rest = [arg for arg in argv if arg != target]
+    requested = override_value(rest, "trainer.max_epochs")
+    if requested is None:
+        planned = planned_max_epochs(run_dir)
+        rest += [] if planned is None else [f"trainer.max_epochs={planned}"]
+        max_epochs = planned
+    else:
+        max_epochs = int(requested) if re.fullmatch(r"-?\d+", requested.strip()) else None  # else: validation says
+    check_resume(target.split("=", 1)[1], read_checkpoint_dict(checkpoint), rest, max_epochs)
     return [
         f"--config-path={run_dir / SAVED_CONFIG.parent}",
         f"--config-name={SAVED_CONFIG.stem}",

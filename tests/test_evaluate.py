@@ -158,6 +158,17 @@ def test_cli_without_ckpt_path_says_how_to_call_it(tmp_path: Path) -> None:
                                      "ckpt_path=<run dir>/checkpoints/last.ckpt`.")
 
 
+@pytest.mark.parametrize("command", ["vae_lab.evaluate", "vae_lab.sample"])
+def test_cli_refuses_a_bad_value_before_any_work(command: str, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file where the output folder should go")
+    result = subprocess.run([sys.executable, "-m", command, "ckpt_path=x.ckpt", "output_dir=taken"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: output_dir='taken' is not allowed; use null (beside the checkpoint) or a "
+                                     "folder, which is created if missing.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vae_lab.evaluate", "ckpt_path=x.ckpt", "iwae_sample=100"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -176,6 +187,7 @@ def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
         ("sample", "n=0", "n=0 is not allowed; use a positive integer like 64."),
         ("sample", "interpolate=[3]", "interpolate=[3] is not allowed; use null or two test-image indices from 0 to "
                                       "9999, like interpolate=[0,1]."),
+        ("sample", "binary=maybe", "binary='maybe' is not allowed; use true or false."),
     ],
 )
 def test_bad_option_values_are_refused_in_one_sentence(config: str, override: str, message: str,

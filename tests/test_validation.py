@@ -75,6 +75,49 @@ def test_the_same_rules_guard_python_callers(make_train_cfg) -> None:
         check("model.lr", True)
 
 
+# Options of callbacks and of Lightning's Trainer: refused by the same pre-flight check, not by the callback or the
+# Trainer once the run directory exists (which used to cost a half-written run and Hydra's multi-line error).
+MORE_BAD_INPUTS = {
+    "callbacks.gif.pacing=foo": "callbacks.gif.pacing='foo' is not allowed; use one of tutorial, every.",
+    "callbacks.gif.frame_ms=-1": "callbacks.gif.frame_ms=-1 is not allowed; use a positive integer like 100.",
+    "callbacks.sample_grid.num_samples=0": (
+        "callbacks.sample_grid.num_samples=0 is not allowed; use a positive integer like 16."
+    ),
+    "callbacks.reconstructions.every_n_epochs=0": (
+        "callbacks.reconstructions.every_n_epochs=0 is not allowed; use a positive integer like 1."
+    ),
+    "trainer.precision=foo": (
+        "trainer.precision='foo' is not allowed; use one of 32-true, 32, bf16-mixed, bf16, 16-mixed, 16, bf16-true, "
+        "16-true, 64-true, 64, transformer-engine, transformer-engine-float16."
+    ),
+    "++trainer.limit_train_batches=-1": (
+        "trainer.limit_train_batches=-1 is not allowed; use a number of batches (an integer, 0 or more) or a "
+        "fraction of them from 0.0 to 1.0."
+    ),
+}
+
+
+@pytest.mark.parametrize("override", list(MORE_BAD_INPUTS))
+def test_callback_and_trainer_options_are_checked_before_the_run(override: str) -> None:
+    assert sentence_for([override]) == MORE_BAD_INPUTS[override]
+
+
+def test_the_image_callbacks_name_their_config_key() -> None:
+    from vae_lab.callbacks.latent_manifold import LatentManifold
+    from vae_lab.callbacks.reconstructions import Reconstructions
+
+    with pytest.raises(VaeLabError, match=r"^callbacks.reconstructions.every_n_epochs=0 is not allowed"):
+        Reconstructions(every_n_epochs=0)
+    with pytest.raises(VaeLabError, match=r"^callbacks.latent_manifold.grid_size=0 is not allowed"):
+        LatentManifold(grid_size=0)
+
+
+def test_lightning_values_that_are_allowed_pass() -> None:
+    good = ["trainer.precision=bf16-mixed", "trainer.precision=32", "++trainer.limit_train_batches=0.25",
+            "++trainer.limit_val_batches=0", "callbacks.gif.pacing=every"]
+    assert sentence_for(good) is None
+
+
 def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "vae_lab.train", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
+from vae_lab.validation import TEST_SIZE, validate_config
 
 if TYPE_CHECKING:
     import lightning as L
@@ -29,14 +30,8 @@ if TYPE_CHECKING:
 
     from vae_lab.cvae import CVAE
 
-TEST_SIZE = 10_000
 # Burda et al. (2016), section 5.2: a latent unit is active if its posterior mean varies across x by more than this.
 ACTIVE_UNIT_THRESHOLD = 0.01
-
-
-def check_positive_int(key: str, value: object, example: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise VaeLabError(f"{key}={value!r} is not allowed; use a positive integer like {example}.")
 
 
 def require_ckpt_path(cfg: DictConfig, command: str) -> str:
@@ -52,26 +47,14 @@ def pick_device(name: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise VaeLabError("device=cuda needs a CUDA GPU, but torch finds none on this machine; use device=cpu.")
-    if name not in ("cpu", "cuda"):
-        raise VaeLabError(f"device={name!r} is not allowed; use auto, cpu or cuda.")
     return name
-
-
-def check_eval_config(cfg: DictConfig) -> None:
-    for key, example in (("iwae_samples", 5000), ("batch_size", 100), ("decode_batch", 100)):
-        check_positive_int(key, cfg[key], example)
-    num_images = cfg.num_images
-    if num_images is not None and (isinstance(num_images, bool) or not isinstance(num_images, int)
-                                   or not 1 <= num_images <= TEST_SIZE):
-        raise VaeLabError(f"num_images={num_images!r} is not allowed; use null (all {TEST_SIZE} test images) "
-                          f"or a number from 1 to {TEST_SIZE}.")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score `cfg.ckpt_path` on the test set; write metrics.json, print the table, return the metrics."""
     started = time.perf_counter()
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
-    check_eval_config(cfg)
+    validate_config(cfg)  # the command line did it already; Python callers get the same sentences
     device = pick_device(cfg.device)
 
     import torch

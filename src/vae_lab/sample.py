@@ -16,28 +16,17 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.evaluate import TEST_SIZE, check_positive_int, require_ckpt_path
+from vae_lab.errors import exit_on_user_error
+from vae_lab.evaluate import require_ckpt_path
 from vae_lab.preflight import CONFIG_DIR, run
-
-
-def interpolation_pair(value: object) -> tuple[int, int] | None:
-    """`interpolate` as two test-image indices, or None when interpolation is off."""
-    if value is None:
-        return None
-    pair = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else None
-    if pair is None or len(pair) != 2 or not all(isinstance(i, int) and 0 <= i < TEST_SIZE for i in pair):
-        raise VaeLabError(f"interpolate={value!r} is not allowed; use null or two test-image indices "
-                          f"from 0 to {TEST_SIZE - 1}, like interpolate=[0,1].")
-    return pair[0], pair[1]
+from vae_lab.validation import validate_config
 
 
 def sample(cfg: DictConfig) -> list[Path]:
     """Write samples.png (and interpolation.png when asked); return the paths written."""
     ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
-    check_positive_int("n", cfg.n, 64)
-    check_positive_int("steps", cfg.steps, 10)
-    pair = interpolation_pair(cfg.interpolate)
+    validate_config(cfg)  # the command line did it already; Python callers get the same sentences
+    pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))
 
     import torch
     from torchvision.utils import save_image

@@ -3,8 +3,9 @@
 Hydra's struct mode already rejects unknown keys and presets when it composes the config (`preflight.py`
 turns those errors into one sentence); these rules add types and ranges on top. The same rules serve the
 command line (`validate_config`, run on the composed config before Hydra makes a run directory) and Python
-callers (`check_values`, called by the constructors of `CVAE` and `BinarizedMNIST`), so a value is judged
-the same way wherever it comes from. Kept free of torch and Lightning imports: it runs before them.
+callers (`check_values`, called by the constructors of `CVAE`, `BinarizedMNIST` and the image callbacks;
+`validate_config`, called by `evaluate(cfg)` and `sample(cfg)`), so a value is judged the same way wherever it
+comes from. Kept free of torch and Lightning imports: it runs before them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,6 +24,11 @@ BINARIZE_MODES = ("static", "dynamic")
 KL_ESTIMATORS = ("mc", "analytic")  # the ELBO's KL term: single-sample estimate (the tutorial's) or exact
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile modes; reduce-overhead = CUDA graphs
 TRAIN_SIZE = 60_000  # images in MNIST's official training set
+TEST_SIZE = 10_000  # and in its test set
+GIF_PACINGS = ("tutorial", "every")  # the tutorial's thinning of frames, or every grid
+# What lightning.Trainer(precision=...) accepts (Lightning 2.x), as written in a config or on the command line.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true", "64-true", "64",
+              "transformer-engine", "transformer-engine-float16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
@@ -55,6 +62,20 @@ def _is_devices(value: object) -> bool:
 
 
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
+BATCH_LIMIT = Rule(
+    lambda v: v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+    "a number of batches (an integer, 0 or more) or a fraction of them from 0.0 to 1.0",
+)
+
+
+def _is_index_pair(value: object) -> bool:
+    pair = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else None
+    return pair is not None and len(pair) == 2 and all(_is_int(i) and 0 <= i < TEST_SIZE for i in pair)
+
+
+def _is_not_a_file(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not Path(value).is_file())
+
 
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
@@ -86,6 +107,38 @@ RULES: dict[str, Rule] = {
     "trainer.accelerator": Rule(lambda v: v in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
     "trainer.devices": Rule(_is_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
     "trainer.num_nodes": positive_int(1),
+    "trainer.precision": Rule(lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    "trainer.limit_train_batches": BATCH_LIMIT,
+    "trainer.limit_val_batches": BATCH_LIMIT,
+    "trainer.limit_test_batches": BATCH_LIMIT,
+    "trainer.check_val_every_n_epoch": Rule(lambda v: v is None or (_is_int(v) and v >= 1),
+                                            "a positive integer like 1, or null"),
+    "trainer.log_every_n_steps": positive_int(50),
+    "trainer.accumulate_grad_batches": positive_int(1),
+    "trainer.gradient_clip_val": Rule(lambda v: v is None or (_is_number(v) and v >= 0), "null or a number >= 0"),
+    "callbacks.gif.pacing": one_of(GIF_PACINGS),
+    "callbacks.gif.frame_ms": positive_int(100),
+    "callbacks.sample_grid.num_samples": positive_int(16),
+    "callbacks.sample_grid.nrow": positive_int(4),
+    "callbacks.sample_grid.every_n_epochs": positive_int(1),
+    "callbacks.reconstructions.num_images": positive_int(8),
+    "callbacks.reconstructions.every_n_epochs": positive_int(1),
+    "callbacks.latent_manifold.grid_size": positive_int(20),
+    "callbacks.latent_manifold.num_points": positive_int(1000),
+    "callbacks.latent_manifold.every_n_epochs": positive_int(1),
+    # python -m vae_lab.evaluate (conf/eval.yaml) and python -m vae_lab.sample (conf/sample.yaml)
+    "iwae_samples": positive_int(5000),
+    "num_images": Rule(lambda v: v is None or (_is_int(v) and 1 <= v <= TEST_SIZE),
+                       f"null (all {TEST_SIZE} test images) or a number from 1 to {TEST_SIZE}"),
+    "batch_size": positive_int(100),
+    "decode_batch": positive_int(100),
+    "device": Rule(lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "n": positive_int(64),
+    "steps": positive_int(10),
+    "binary": BOOLEAN,
+    "interpolate": Rule(lambda v: v is None or _is_index_pair(v),
+                        f"null or two test-image indices from 0 to {TEST_SIZE - 1}, like interpolate=[0,1]"),
+    "output_dir": Rule(_is_not_a_file, "null (beside the checkpoint) or a folder, which is created if missing"),
     "threads": Rule(lambda v: v is None or (_is_int(v) and v >= 1), "null (torch's default) or a positive integer"),
 }
 

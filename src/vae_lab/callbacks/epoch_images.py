@@ -20,12 +20,7 @@ from torchvision.utils import save_image
 
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 from vae_lab.errors import VaeLabError
-
-
-def require_positive_int(key: str, value: object) -> None:
-    """Raise a one-sentence VaeLabError naming `key` unless `value` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise VaeLabError(f"{key}={value!r} is not allowed; use a positive integer.")
+from vae_lab.validation import check_values
 
 
 def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:
@@ -45,8 +40,10 @@ def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:
 class EpochImageCallback(Callback):
     """Base class: subclasses implement `render(trainer, pl_module, step)` and publish with `save_grid`."""
 
+    config_key = "callbacks"  # subclasses: their entry in conf/callbacks, named in error messages
+
     def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1) -> None:
-        require_positive_int(f"{type(self).__name__}.every_n_epochs", every_n_epochs)
+        check_values(self.config_key, every_n_epochs=every_n_epochs)
         self.dirpath = dirpath
         self.every_n_epochs = every_n_epochs
 

@@ -13,12 +13,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
-from vae_lab.callbacks.epoch_images import require_positive_int
 from vae_lab.callbacks.sample_grid import PNG_GLOB
 from vae_lab.callbacks.tensorboard import tensorboard_writer
-from vae_lab.errors import VaeLabError
-
-PACINGS = ("tutorial", "every")
+from vae_lab.validation import check_values
 
 
 def tutorial_frame_order(count: int) -> list[int]:
@@ -73,9 +70,7 @@ class TrainingGif(Callback):
     def __init__(
         self, dirpath: str | None = None, filename: str = "training.gif", pacing: str = "tutorial", frame_ms: int = 100
     ) -> None:
-        if pacing not in PACINGS:
-            raise VaeLabError(f"callbacks.gif.pacing={pacing!r} is not allowed; use one of {', '.join(PACINGS)}.")
-        require_positive_int("callbacks.gif.frame_ms", frame_ms)
+        check_values("callbacks.gif", pacing=pacing, frame_ms=frame_ms)
         self.dirpath, self.filename, self.pacing, self.frame_ms = dirpath, filename, pacing, frame_ms
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -11,7 +11,8 @@ from torch import Tensor
 from torch.distributions import Normal
 from torchvision.utils import make_grid
 
-from vae_lab.callbacks.epoch_images import EpochImageCallback, require_positive_int, validation_images
+from vae_lab.callbacks.epoch_images import EpochImageCallback, validation_images
+from vae_lab.validation import check_values
 
 
 def quantile_grid(size: int) -> Tensor:
@@ -55,12 +56,13 @@ class LatentManifold(EpochImageCallback):
     Latest pictures also saved as `latent_manifold.png` and `latent_scatter.png`.
     """
 
+    config_key = "callbacks.latent_manifold"
+
     def __init__(
         self, dirpath: str | None = None, grid_size: int = 20, num_points: int = 1000, every_n_epochs: int = 1
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        require_positive_int("callbacks.latent_manifold.grid_size", grid_size)
-        require_positive_int("callbacks.latent_manifold.num_points", num_points)
+        check_values(self.config_key, grid_size=grid_size, num_points=num_points)
         self.grid_size, self.num_points = grid_size, num_points
         self.points: tuple[Tensor, Tensor] | None = None
 

@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from vae_lab.callbacks.epoch_images import EpochImageCallback, require_positive_int, validation_images
+from vae_lab.callbacks.epoch_images import EpochImageCallback, validation_images
+from vae_lab.validation import check_values
 
 
 class Reconstructions(EpochImageCallback):
@@ -16,9 +17,11 @@ class Reconstructions(EpochImageCallback):
     Logged as `reconstructions/val`; the latest grid is also saved as `reconstructions.png`.
     """
 
+    config_key = "callbacks.reconstructions"
+
     def __init__(self, dirpath: str | None = None, num_images: int = 8, every_n_epochs: int = 1) -> None:
         super().__init__(dirpath, every_n_epochs)
-        require_positive_int("callbacks.reconstructions.num_images", num_images)
+        check_values(self.config_key, num_images=num_images)
         self.num_images = num_images
         self.images: Tensor | None = None
 

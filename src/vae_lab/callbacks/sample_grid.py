@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from vae_lab.callbacks.epoch_images import EpochImageCallback, require_positive_int
+from vae_lab.callbacks.epoch_images import EpochImageCallback
+from vae_lab.validation import check_values
 
 # The tutorial's file names; the GIF callback assembles every file matching PNG_GLOB.
 PNG_NAME = "image_at_epoch_{step:04d}.png"
@@ -23,6 +24,8 @@ class SampleGrid(EpochImageCallback):
     resumed run keeps drawing the same digits. Saved as `image_at_epoch_NNNN.png`, logged as `samples/grid`.
     """
 
+    config_key = "callbacks.sample_grid"
+
     def __init__(
         self,
         dirpath: str | None = None,
@@ -32,8 +35,7 @@ class SampleGrid(EpochImageCallback):
         seed: int = 42,
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        require_positive_int("callbacks.sample_grid.num_samples", num_samples)
-        require_positive_int("callbacks.sample_grid.nrow", nrow)
+        check_values(self.config_key, num_samples=num_samples, nrow=nrow)
         self.num_samples, self.nrow, self.seed = num_samples, nrow, seed
         self.z: Tensor | None = None
 

@@ -51,6 +51,12 @@ def test_good_command_lines_pass() -> None:
     good = ["model.latent_dim=2", "experiment=tutorial", "accelerator=cpu", "trainer.max_epochs=-1"]
     assert sentence_for(good) is None
     assert sentence_for(["--help"]) is None  # Hydra prints help; nothing to check
+    assert sentence_for(["--cfg", "job", "trainer.accelerator=gpu"]) is None  # printing asks for no hardware
+
+
+def test_printing_the_config_checks_it_like_a_run() -> None:
+    assert sentence_for(["--cfg", "job", "model.latnt_dim=2"]) == BAD_INPUTS["model.latnt_dim=2"]
+    assert sentence_for(["--help", "model.latent_dim=0"]) == BAD_INPUTS["model.latent_dim=0"]
 
 
 def test_a_sweep_is_checked_value_by_value_before_any_job() -> None:

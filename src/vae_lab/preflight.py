@@ -64,7 +64,10 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
     from hydra import compose, initialize_config_dir
 
     args = parse(argv)
-    if not runs_a_job(argv) or args.config_dir:
+    runs = runs_a_job(argv)
+    # `--help` and `--cfg job` compose the same config to print it: a misspelt key or bad value there gets the same
+    # sentence (Hydra's own answer is a traceback). A resume=X among them is just a key: nothing to check.
+    if args.config_dir or (not runs and any(arg.startswith("resume=") for arg in args.overrides)):
         return
     if args.config_path:
         config_dir = Path(args.config_path) if os.path.isabs(args.config_path) else config_dir / args.config_path
@@ -72,7 +75,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
-        if str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch only when it matters
+        if runs and str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch when it matters
             check_accelerator(cfg.trainer)  # a GPU asked for on a machine without one: also before any run dir
 
 

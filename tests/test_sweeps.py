@@ -197,6 +197,9 @@ def test_a_failing_job_is_reported_and_leaves_the_others_untouched(
 def test_report_refuses_a_folder_without_jobs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert report_main([str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path} holds no sweep jobs")
+    assert report_main([str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'nowhere'} is not a folder; pass the folder a sweep "
+                                       "printed at its end, like multirun/2026-01-31/12-00-00-123456.\n")
 
 
 def test_two_sweeps_started_in_the_same_second_get_different_folders(tmp_path: Path) -> None:

@@ -45,7 +45,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def write_report(sweep_dir: Path, out_dir: Path, metric: str = METRIC) -> list[Path]:
     """Write report.csv, report.md and report.png for the sweep in `sweep_dir`; return their paths."""
-    jobs = find_jobs(sweep_dir) if Path(sweep_dir).is_dir() else []
+    if not Path(sweep_dir).is_dir():
+        raise VaeLabError(
+            f"{sweep_dir} is not a folder; pass the folder a sweep printed at its end, like "
+            "multirun/2026-01-31/12-00-00-123456."
+        )
+    jobs = find_jobs(sweep_dir)
     if not jobs:
         raise VaeLabError(
             f"{sweep_dir} holds no sweep jobs (no <job>/.hydra/overrides.yaml inside); pass the folder a sweep "

@@ -55,6 +55,14 @@ def test_gif_from_seven_grids(pacing: str, levels: list[int], durations: list[in
     assert iio.immeta(tmp_path / "training.gif")["loop"] == 0  # plays forever, as the tutorial's
 
 
+@pytest.mark.parametrize("pacing", ["tutorial", "every"])
+def test_gif_from_a_single_grid(pacing: str, tmp_path: Path) -> None:
+    write_grids(tmp_path, 1)
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
+    TrainingGif(dirpath=str(tmp_path), pacing=pacing, frame_ms=70).on_train_end(trainer, None)
+    assert iio.imread(tmp_path / "training.gif", index=None).shape[0] == 1
+
+
 def test_no_gif_and_a_warning_without_grids(tmp_path: Path) -> None:
     trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
     with pytest.warns(UserWarning, match="no GIF written"):

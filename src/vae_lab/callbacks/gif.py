@@ -83,7 +83,9 @@ class TrainingGif(Callback):
             return
         frames, durations = hold_repeats(frame_order(len(grids), self.pacing), self.frame_ms)
         path = directory / self.filename
-        iio.imwrite(path, np.stack([iio.imread(grids[i]) for i in frames]), duration=durations, loop=0)
+        # Pillow takes a list of durations only for several frames (one grid: a run warm-started from a checkpoint).
+        duration = durations if len(durations) > 1 else durations[0]
+        iio.imwrite(path, np.stack([iio.imread(grids[i]) for i in frames]), duration=duration, loop=0)
         writer = tensorboard_writer(trainer)
         if writer is not None:
             log_gif(writer, "samples/gif", path, step=int(grids[-1].stem.rsplit("_", 1)[1]))

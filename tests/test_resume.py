@@ -128,7 +128,7 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "trainer.max_epochs=5",
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",
-        f'ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"',
+        f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
     # Without a max_epochs of its own, a resume aims where the run's latest start aimed.
     assert "trainer.max_epochs=2" in resume_arguments([f"resume={run_dir}"])

@@ -106,6 +106,33 @@ def weight_mismatches(expected: dict[str, Tensor], found: dict[str, Any]) -> lis
     return problems
 
 
+def warm_start_weights(ckpt_path: str | Path, latent_dim: int) -> dict[str, Any]:
+    """The weights in `ckpt_path` for a new run's CVAE of `latent_dim`, or `VaeLabError` in one sentence."""
+    path = Path(ckpt_path).expanduser()
+    checkpoint = read_checkpoint_dict(path)
+    hparams = checkpoint.get("hyper_parameters")
+    saved = hparams.get("latent_dim") if isinstance(hparams, dict) else None
+    if saved is None:
+        raise VaeLabError(f"ckpt_path={path} is a checkpoint of another model (no latent_dim among its "
+                          f"hyper-parameters); {WHAT_TO_PASS}.")
+    if saved != latent_dim:
+        raise VaeLabError(
+            f"ckpt_path={path} holds the weights of a CVAE with latent_dim={saved}, but model.latent_dim is "
+            f"{latent_dim}; warm-start with model.latent_dim={saved}, or from a checkpoint of that size."
+        )
+    return checkpoint["state_dict"]
+
+
+def warm_start(model: CVAE, ckpt_path: str | Path) -> None:
+    """Copy the weights of `ckpt_path` into `model` (a new run: its optimizer, epochs and callbacks start fresh)."""
+    weights = warm_start_weights(ckpt_path, model.hparams.latent_dim)
+    problems = weight_mismatches(model.state_dict(), weights)
+    if problems:
+        raise VaeLabError(f"ckpt_path={ckpt_path} does not hold the weights of this CVAE ({'; '.join(problems)}); "
+                          f"{WHAT_TO_PASS}.")
+    model.load_state_dict(weights)
+
+
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The CVAE saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()

@@ -75,6 +75,10 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
+        if runs and cfg.get("model") is not None and cfg.get("ckpt_path"):  # a warm start: its weights must fit
+            from vae_lab.checkpoints import warm_start_weights
+
+            warm_start_weights(cfg.ckpt_path, cfg.model.latent_dim)
         if runs and str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch when it matters
             check_accelerator(cfg.trainer)  # a GPU asked for on a machine without one: also before any run dir
 

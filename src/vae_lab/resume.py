@@ -2,7 +2,7 @@
 
 `resume_arguments` rewrites that one argument into Hydra's own: the run's saved `.hydra/config.yaml` becomes the
 primary config, the run directory stays the run directory (`.hydra/` is left as the first start wrote it) and
-`ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
+`resume_ckpt` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
 every callback's state (e.g. the fixed sample vector). Further overrides apply on top, for this resume only,
 except `trainer.max_epochs`: without one, the run continues to the epoch count its latest start aimed for (as
 `manifest.json` recorded it), so a run extended by one resume and killed is finished by the next. A resume with
@@ -113,5 +113,5 @@ def resume_arguments(argv: list[str]) -> list[str]:
         *rest,
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
-        f'ckpt_path="{checkpoint}"',
+        f'++resume_ckpt="{checkpoint}"',
     ]

@@ -48,7 +48,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if cfg.get("ckpt_path"):  # warm start: the weights only, as a new run
+        from vae_lab.checkpoints import warm_start
+
+        warm_start(model, cfg.ckpt_path)
+    # resume: the whole training state (weights, optimizer, epoch and step counters, callbacks) of this run
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("resume_ckpt"))
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.data.get("val_size", 0) > 0:  # the test set was held out from validation: score it once, now
         from vae_lab.evaluate import final_test

@@ -167,5 +167,5 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
         raise VaeLabError(
             f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
-            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
+            "from Python, compose the run's .hydra/config.yaml and set resume_ckpt to its checkpoints/last.ckpt."
         )

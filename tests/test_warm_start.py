@@ -1,0 +1,56 @@
+"""`ckpt_path=` on a training run: a new run that starts from a checkpoint's weights (not a resume)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import torch
+
+from tests.conftest import CONF_DIR, compose_config, small_train_overrides
+from vae_lab.checkpoints import warm_start
+from vae_lab.cvae import CVAE
+from vae_lab.errors import VaeLabError
+from vae_lab.preflight import check_command_line
+from vae_lab.train import train
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("first")
+    train(compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none"], run_dir))
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def test_the_model_gets_the_checkpoints_weights(first_run: Path) -> None:
+    model = CVAE()
+    warm_start(model, first_run)
+    saved = torch.load(first_run, map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in saved.items())
+
+
+def test_a_warm_started_run_trains_its_own_epochs_from_zero(first_run: Path, mnist_data_dir: Path,
+                                                             tmp_path: Path) -> None:
+    cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", "trainer.max_epochs=2",
+                                   f"ckpt_path={first_run}"], tmp_path)
+    train(cfg)
+    checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 2 * 4  # 2 epochs of 4 batches, counted anew
+    # Its own grids from epoch 0 (the warm-started model), and a GIF of them.
+    assert sorted(path.name for path in tmp_path.glob("image_at_epoch_*.png")) == [
+        f"image_at_epoch_{epoch:04d}.png" for epoch in range(3)
+    ]
+    assert iio.imread(tmp_path / "training.gif", index=None).shape[0] >= 2
+
+
+def test_a_checkpoint_of_another_size_or_no_file_is_refused_before_the_run(first_run: Path) -> None:
+    with pytest.raises(VaeLabError) as refused:
+        check_command_line([f"ckpt_path={first_run}", "model.latent_dim=8"], CONF_DIR, "train")
+    assert str(refused.value) == (
+        f"ckpt_path={first_run} holds the weights of a CVAE with latent_dim=50, but model.latent_dim is 8; "
+        "warm-start with model.latent_dim=50, or from a checkpoint of that size."
+    )
+    with pytest.raises(VaeLabError, match=r"^ckpt_path=\S+nope.ckpt does not exist; pass a .ckpt file"):
+        check_command_line([f"ckpt_path={first_run.parent / 'nope.ckpt'}"], CONF_DIR, "train")
+    check_command_line([f"ckpt_path={first_run}"], CONF_DIR, "train")  # the right size passes

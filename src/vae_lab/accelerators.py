@@ -21,3 +21,14 @@ def check_accelerator(trainer_cfg: DictConfig) -> None:
     if accelerator == "mps" and not torch.backends.mps.is_available():
         raise VaeLabError("trainer.accelerator=mps needs Apple's MPS backend, which this machine lacks; "
                           "use trainer.accelerator=cpu.")
+
+
+def pick_device(name: str) -> str:
+    """The torch device for `python -m vae_lab.evaluate device=auto|cpu|cuda`: auto takes a GPU if torch finds one."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VaeLabError("device=cuda needs a CUDA GPU, but torch finds none on this machine; use device=cpu.")
+    return name

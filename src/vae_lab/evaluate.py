@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab.accelerators import pick_device
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 from vae_lab.validation import TEST_SIZE, validate_config
@@ -38,16 +39,6 @@ def require_ckpt_path(cfg: DictConfig, command: str) -> str:
     if not cfg.get("ckpt_path"):
         raise VaeLabError(f"ckpt_path is missing; run `python -m {command} ckpt_path=<run dir>/checkpoints/last.ckpt`.")
     return str(cfg.ckpt_path)
-
-
-def pick_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise VaeLabError("device=cuda needs a CUDA GPU, but torch finds none on this machine; use device=cpu.")
-    return name
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

@@ -206,3 +206,17 @@ def test_device_cuda_without_a_gpu_is_refused_before_any_work() -> None:
     with pytest.raises(VaeLabError, match=r"^device=cuda needs a CUDA GPU, but torch finds none on this machine; "
                                           r"use device=cpu\.$"):
         check_command_line(["ckpt_path=x.ckpt", "device=cuda"], CONF_DIR, "eval")
+
+
+def test_non_finite_metrics_are_written_as_null_with_a_warning(tmp_path: Path, capsys) -> None:
+    from vae_lab.evaluate import write_metrics
+
+    write_metrics({"test/elbo": float("nan"), "test/kl": float("inf"), "test/iwae": -90.5, "num_images": 3},
+                  tmp_path / "metrics.json")
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {
+        "test/elbo": None, "test/kl": None, "test/iwae": -90.5, "num_images": 3
+    }
+    assert capsys.readouterr().err == (
+        f"warning: test/elbo=nan, test/kl=inf: the checkpoint's weights give non-finite values (did its run "
+        f"diverge?); written as null to {tmp_path / 'metrics.json'}.\n"
+    )

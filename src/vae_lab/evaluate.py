@@ -12,6 +12,8 @@ writes `metrics.json` beside the checkpoint (or into `output_dir`). The same see
 from __future__ import annotations
 
 import json
+import math
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,8 +114,14 @@ def report_progress(before: int, seen: int, expected: int, elapsed: float) -> No
 
 
 def write_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """Strict JSON: a NaN or infinite value (weights that diverged) is written as null, with a warning on stderr."""
+    bad = [name for name, value in metrics.items() if isinstance(value, float) and not math.isfinite(value)]
+    if bad:
+        print(f"warning: {', '.join(f'{name}={metrics[name]}' for name in bad)}: the checkpoint's weights give "
+              f"non-finite values (did its run diverge?); written as null to {path}.", file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    path.write_text(json.dumps({name: None if name in bad else value for name, value in metrics.items()},
+                               indent=2, allow_nan=False) + "\n")
 
 
 def format_table(metrics: dict[str, Any]) -> str:

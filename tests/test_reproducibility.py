@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from vae_lab.mnist_files import OFFICIAL_MD5
@@ -36,3 +37,22 @@ def test_two_runs_with_one_seed_log_identical_val_elbo(make_train_cfg, tmp_path:
     assert manifest["device"]["root_device"] == "cpu" and manifest["device"]["world_size"] == 1
     assert set(manifest["versions"]) == {"vae_lab", "python", "torch", "lightning", "hydra"}
     assert len(manifest["git"]["commit"]) == 40  # the tests run in the repository's checkout
+
+
+def test_a_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(make_train_cfg, tmp_path: Path) -> None:
+    # The ELBO's noise comes from torch's global generator; its state travels in the checkpoint (rng_state.py).
+    tiny = ("logger=none", "~callbacks.latent_manifold", "~callbacks.reconstructions", "~callbacks.gif",
+            "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1", "data.eval_batch_size=300")
+    straight = make_train_cfg("trainer.max_epochs=2", *tiny)
+    metrics_straight = train(straight)
+    straight_dir = Path(straight.paths.output_dir).rename(tmp_path / "straight")  # make_train_cfg reuses one folder
+
+    first = make_train_cfg("trainer.max_epochs=1", *tiny)
+    train(first)
+    checkpoint = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
+    metrics_resumed = train(make_train_cfg("trainer.max_epochs=2", f"resume_ckpt={checkpoint}", *tiny))
+
+    assert metrics_resumed["val/elbo"] == metrics_straight["val/elbo"]  # exactly, not approximately
+    weights = [torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+               for run in (straight_dir, checkpoint.parent.parent)]
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

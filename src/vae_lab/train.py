@@ -38,6 +38,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     from vae_lab.manifest import RunManifest
     from vae_lab.resumed_curves import PurgeUnsavedEvents
+    from vae_lab.rng_state import GlobalRngState
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
@@ -45,7 +46,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents()]
+    callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents(), GlobalRngState()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if cfg.get("ckpt_path"):  # warm start: the weights only, as a new run

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from train_speed import REPO, compose_train_config
+from train_speed import REPO, STEPS_PER_EPOCH, compose_train_config
 
 KINDS = (  # (kind, predicate on the lower-cased op name); the first match wins
     ("convolution backward", lambda n: "convolution_backward" in n),
@@ -68,6 +68,12 @@ class StepProfiler(L.Callback):
             self._profiler.__exit__(None, None, None)
             times = {event.key: event.self_cpu_time_total for event in self._profiler.key_averages()}
             self.report.write_text(json.dumps({"steps": self.steps, "self_cpu_us": times}))
+            self._profiler = None
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._profiler is not None:  # the run ended before the last profiled step (a step limit in overrides)
+            self._profiler.__exit__(None, None, None)
+            raise RuntimeError(f"training stopped before step {self.start + self.steps}; profile fewer steps.")
 
 
 def grouped(self_cpu_us: dict[str, float]) -> Counter:
@@ -96,8 +102,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="folder holding MNIST/raw")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the training config")
     args = parser.parse_args(argv)
-    if args.warmup_steps < 1 or args.steps < 1:
-        parser.error(f"--warmup-steps={args.warmup_steps} and --steps={args.steps} are not allowed; use 1 or more.")
+    if args.warmup_steps < 1 or args.steps < 1 or args.warmup_steps + args.steps > STEPS_PER_EPOCH:
+        parser.error(f"--warmup-steps={args.warmup_steps} and --steps={args.steps} are not allowed; use 1 or more, "
+                     f"{STEPS_PER_EPOCH} (one epoch) at most together.")
     return args
 
 

@@ -61,6 +61,7 @@ def test_gif_from_a_single_grid(pacing: str, tmp_path: Path) -> None:
     trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
     TrainingGif(dirpath=str(tmp_path), pacing=pacing, frame_ms=70).on_train_end(trainer, None)
     assert iio.imread(tmp_path / "training.gif", index=None).shape[0] == 1
+    assert iio.immeta(tmp_path / "training.gif", index=0)["duration"] == (140 if pacing == "tutorial" else 70)
 
 
 def test_no_gif_and_a_warning_without_grids(tmp_path: Path) -> None:

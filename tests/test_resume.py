@@ -16,8 +16,9 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import CONF_DIR, REPO_ROOT
 from vae_lab.errors import VaeLabError
+from vae_lab.preflight import check_command_line
 from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
 
 EPOCHS = 2
@@ -128,6 +129,7 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "trainer.max_epochs=5",
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",
+        "++ckpt_path=null",
         f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
     # Without a max_epochs of its own, a resume aims where the run's latest start aimed.
@@ -170,6 +172,17 @@ def test_a_resume_with_nothing_to_train_or_other_weights_is_refused(tmp_path: Pa
         "run (without resume=) for another latent size."
     )
     assert resume_arguments([f"resume={run_dir}", "trainer.max_epochs=4", "model.latent_dim=50"])
+    # `++key=` counts as the same key; the resume's own value wins over the planned one.
+    assert not [arg for arg in resume_arguments([f"resume={run_dir}", "++trainer.max_epochs=4"])
+                if arg.startswith("trainer.max_epochs=")]
+
+
+def test_a_warm_started_run_resumes_without_its_source_checkpoint(tmp_path: Path) -> None:
+    # The saved config names the warm start's source, which may be gone by now; a resume never reads it.
+    run_dir = fake_run(tmp_path / "run", epochs_done=1, max_epochs=2)
+    config = run_dir / ".hydra" / "config.yaml"
+    config.write_text(config.read_text() + f"ckpt_path: {tmp_path / 'gone.ckpt'}\nmodel:\n  latent_dim: 50\n")
+    check_command_line(resume_arguments([f"resume={run_dir}"]), CONF_DIR, "train")
 
 
 def test_a_moved_run_resumes_into_its_own_last_ckpt(tmp_path: Path, mnist_data_dir: Path) -> None:

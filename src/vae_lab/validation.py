@@ -11,6 +11,7 @@ comes from. Kept free of torch and Lightning imports: it runs before them.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,8 +63,9 @@ def _is_devices(value: object) -> bool:
 
 
 BOOLEAN = Rule(lambda v: isinstance(v, bool), "true or false")
-BATCH_LIMIT = Rule(
-    lambda v: v is None or (_is_int(v) and v >= 0) or (isinstance(v, float) and 0 <= v <= 1),
+BATCH_LIMIT = Rule(  # Lightning's rule: a count, a fraction of the batches, or a whole float taken as a count
+    lambda v: v is None or (_is_int(v) and v >= 0)
+    or (isinstance(v, float) and (0 <= v <= 1 or (v > 1 and v.is_integer()))),
     "a number of batches (an integer, 0 or more) or a fraction of them from 0.0 to 1.0",
 )
 
@@ -74,7 +76,7 @@ def _is_index_pair(value: object) -> bool:
 
 
 def _is_not_a_file(value: object) -> bool:
-    return value is None or (isinstance(value, str) and not Path(value).is_file())
+    return value is None or (isinstance(value, (str, os.PathLike)) and not Path(value).is_file())
 
 
 RULES: dict[str, Rule] = {
@@ -102,18 +104,21 @@ RULES: dict[str, Rule] = {
         "auto (the GPU when training on one, else the CPU), cpu, cuda or cuda:N",
     ),
     "trainer.max_epochs": Rule(
-        lambda v: _is_int(v) and (v >= 1 or v == -1), "a positive integer like 10, or -1 for no limit"
+        lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)),
+        "a positive integer like 10, -1 for no limit, or null (Lightning's default)",
     ),
     "trainer.accelerator": Rule(lambda v: v in ACCELERATORS, "one of " + ", ".join(ACCELERATORS)),
     "trainer.devices": Rule(_is_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
     "trainer.num_nodes": positive_int(1),
-    "trainer.precision": Rule(lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    "trainer.precision": Rule(lambda v: v is None or str(v) in PRECISIONS,
+                              "null (32-true) or one of " + ", ".join(PRECISIONS)),
     "trainer.limit_train_batches": BATCH_LIMIT,
     "trainer.limit_val_batches": BATCH_LIMIT,
     "trainer.limit_test_batches": BATCH_LIMIT,
     "trainer.check_val_every_n_epoch": Rule(lambda v: v is None or (_is_int(v) and v >= 1),
                                             "a positive integer like 1, or null"),
-    "trainer.log_every_n_steps": positive_int(50),
+    "trainer.log_every_n_steps": Rule(lambda v: v is None or (_is_int(v) and v >= 0),
+                                      "null (50), 0 (no step logging) or a positive integer like 50"),
     "trainer.accumulate_grad_batches": positive_int(1),
     "trainer.gradient_clip_val": Rule(lambda v: v is None or (_is_number(v) and v >= 0), "null or a number >= 0"),
     "callbacks.gif.pacing": one_of(GIF_PACINGS),
@@ -146,9 +151,11 @@ _ABSENT = object()
 
 
 def check(key: str, value: object) -> None:
-    """Raise `VaeLabError` in one sentence if `value` breaks the rule for `key` (keys without a rule pass)."""
+    """Raise `VaeLabError` in one sentence if `value` breaks the rule for `key` (every key checked has a rule)."""
     rule = RULES.get(key)
-    if rule is not None and not rule.accepts(value):
+    if rule is None:
+        raise KeyError(f"validation.RULES has no rule for {key}")  # a programming error, not a user's
+    if not rule.accepts(value):
         raise VaeLabError(f"{key}={value!r} is not allowed; use {rule.allowed}.")
 
 

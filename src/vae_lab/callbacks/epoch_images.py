@@ -40,7 +40,7 @@ def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:
 class EpochImageCallback(Callback):
     """Base class: subclasses implement `render(trainer, pl_module, step)` and publish with `save_grid`."""
 
-    config_key = "callbacks"  # subclasses: their entry in conf/callbacks, named in error messages
+    config_key: str  # each subclass: "callbacks.<its entry in conf/callbacks>", the prefix of its rules' keys
 
     def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1) -> None:
         check_values(self.config_key, every_n_epochs=every_n_epochs)

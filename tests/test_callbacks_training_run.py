@@ -101,3 +101,12 @@ def test_without_a_logger_files_are_written_and_a_resumed_run_keeps_the_fixed_z(
     assert_grid_is_the_checkpoint_decoding_its_z(run_dir / "image_at_epoch_0002.png", checkpoint)
     assert [event.step for event in image_events(run_dir)["samples/grid"]] == [2]  # no second "untrained" grid
     assert len(iio.imread(run_dir / "training.gif", index=None)) == expected_gif_frames(3)
+
+
+def test_without_the_checkpoint_callback_no_checkpoint_is_written(make_train_cfg) -> None:
+    # Lightning would add its own ModelCheckpoint (tensorboard/checkpoints/epoch=0-step=2.ckpt), which resume=
+    # cannot find; callbacks=none means no checkpoints, and resume= says so.
+    cfg = make_train_cfg("callbacks=none", *TINY)
+    train(cfg)
+    run_dir = Path(cfg.paths.output_dir)
+    assert not list(run_dir.rglob("*.ckpt")) and (run_dir / "manifest.json").exists()

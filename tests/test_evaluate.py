@@ -188,6 +188,7 @@ def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
         ("sample", "interpolate=[3]", "interpolate=[3] is not allowed; use null or two test-image indices from 0 to "
                                       "9999, like interpolate=[0,1]."),
         ("sample", "binary=maybe", "binary='maybe' is not allowed; use true or false."),
+        ("sample", "steps=1", "steps=1 is not allowed; use an integer of 2 or more like 10 (both ends are included)."),
     ],
 )
 def test_bad_option_values_are_refused_in_one_sentence(config: str, override: str, message: str,

@@ -119,6 +119,10 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    with pytest.raises(VaeLabError, match=r"cannot be resumed: the run kept no checkpoints \(its config has no "
+                                          r"callbacks.model_checkpoint\)"):
+        find_run(str(run_dir))
+    (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\ncallbacks:\n  model_checkpoint: {}\n")
     with pytest.raises(VaeLabError, match=r"has no checkpoints/last.ckpt yet"):
         find_run(str(run_dir))
     shutil.rmtree(run_dir)
@@ -132,6 +136,8 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "++ckpt_path=null",
         f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
+    quoted = resume_arguments([f"resume='{run_dir}'"])  # quoted as Hydra values are: resume='<dir with spaces>'
+    assert quoted[-1] == f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"'
     # Without a max_epochs of its own, a resume aims where the run's latest start aimed.
     assert "trainer.max_epochs=2" in resume_arguments([f"resume={run_dir}"])
     with pytest.raises(VaeLabError, match=r"^resume=\S+ does not exist; use resume=<run dir>"):

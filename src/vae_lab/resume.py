@@ -43,6 +43,12 @@ def find_run(target: str) -> tuple[Path, Path]:
             "use a folder that `python -m vae_lab.train` created."
         )
     if not checkpoint.is_file():
+        callbacks = OmegaConf.load(run_dir / SAVED_CONFIG).get("callbacks") or {}
+        if "model_checkpoint" not in callbacks:
+            raise VaeLabError(
+                f"resume={target} cannot be resumed: the run kept no checkpoints (its config has no "
+                "callbacks.model_checkpoint); start a new run, with the default callbacks to be able to resume it."
+            )
         raise VaeLabError(
             f"resume={target} has no {CHECKPOINT} yet (the run stopped before its first epoch ended); "
             "start it again instead."
@@ -98,6 +104,8 @@ def resume_arguments(argv: list[str]) -> list[str]:
 
     argument = next(arg for arg in argv if arg.startswith("resume="))
     target = argument.split("=", 1)[1]
+    if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'
+        target = target[1:-1]
     run_dir, checkpoint = find_run(target)
     rest = [arg for arg in argv if arg != argument]
     requested = override_value(rest, "trainer.max_epochs")

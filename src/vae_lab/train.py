@@ -48,7 +48,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model)
     callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents(), GlobalRngState()]
     loggers = instantiate_group(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # Without a model_checkpoint callback (callbacks=none, ~callbacks.model_checkpoint) there are no checkpoints:
+    # Lightning would otherwise add its own, in a folder and under a name that resume= does not know.
+    checkpointing = {} if "enable_checkpointing" in cfg.trainer else {
+        "enable_checkpointing": any(isinstance(callback, L.pytorch.callbacks.ModelCheckpoint) for callback in callbacks)
+    }
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing)
     if cfg.get("ckpt_path") and not cfg.get("resume_ckpt"):  # warm start: the weights only, as a new run
         from vae_lab.checkpoints import warm_start
 

@@ -139,7 +139,7 @@ RULES: dict[str, Rule] = {
     "decode_batch": positive_int(100),
     "device": Rule(lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
     "n": positive_int(64),
-    "steps": positive_int(10),
+    "steps": Rule(lambda v: _is_int(v) and v >= 2, "an integer of 2 or more like 10 (both ends are included)"),
     "binary": BOOLEAN,
     "interpolate": Rule(lambda v: v is None or _is_index_pair(v),
                         f"null or two test-image indices from 0 to {TEST_SIZE - 1}, like interpolate=[0,1]"),

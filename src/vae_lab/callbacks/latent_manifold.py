@@ -32,7 +32,10 @@ def first_two_coordinates(means: Tensor) -> tuple[Tensor, tuple[str, str]]:
     # Exact SVD rather than torch.pca_lowrank, which would draw from (and so shift) the global RNG.
     centered = means - means.mean(dim=0)
     _, _, right_vectors = torch.linalg.svd(centered, full_matrices=False)
-    return centered @ right_vectors[:2].T, ("principal component 1", "principal component 2")
+    coordinates = centered @ right_vectors[:2].T
+    if coordinates.shape[1] < 2:  # one point (or one latent unit) has a single component: the second is 0
+        coordinates = torch.cat([coordinates, torch.zeros(len(means), 2 - coordinates.shape[1])], dim=1)
+    return coordinates, ("principal component 1", "principal component 2")
 
 
 def scatter_image(points: Tensor, labels: Tensor, axis_names: tuple[str, str], title: str) -> Tensor:

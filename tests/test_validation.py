@@ -148,3 +148,18 @@ def test_hydra_full_error_shows_the_trace(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "accelerator=tpu9", env={**os.environ, "HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "MissingConfigException" in result.stderr
+
+
+def test_a_batch_too_large_for_the_memory_is_refused_before_the_run(make_train_cfg) -> None:
+    from vae_lab.accelerators import check_memory
+
+    with pytest.raises(VaeLabError) as refused:
+        check_memory(make_train_cfg("data.batch_size=60000"), available=16e9)
+    assert str(refused.value) == (
+        "data.batch_size=60000 needs about 29 GB of memory to train on the CPU (~0.46 MB per image of a batch), "
+        "more than the 16 GB available; use a smaller batch, like 100."
+    )
+    with pytest.raises(VaeLabError, match=r"needs about 16 GB .*, in each of 2 processes\), more than the 15 GB"):
+        check_memory(make_train_cfg("data.batch_size=15000", "trainer.devices=2"), available=15e9)
+    check_memory(make_train_cfg("data.batch_size=15000"), available=16e9)  # fits
+    check_memory(make_train_cfg("data.batch_size=60000", "trainer.accelerator=gpu"), available=16e9)  # GPU memory

@@ -19,7 +19,7 @@ from pathlib import Path
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.accelerators import GPU_NAMES, check_accelerator, pick_device
+from vae_lab.accelerators import GPU_NAMES, check_accelerator, check_memory, pick_device
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.validation import validate_config
 
@@ -80,6 +80,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
             from vae_lab.checkpoints import warm_start_weights
 
             warm_start_weights(cfg.ckpt_path, cfg.model.latent_dim)
+        if runs and cfg.get("data") is not None and cfg.get("trainer") is not None:
+            check_memory(cfg)  # a batch the kernel would kill the run for: before any run dir
         if runs and cfg.get("device") == "cuda":  # evaluate/sample asked for a GPU
             pick_device("cuda")
         if runs and str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch when it matters

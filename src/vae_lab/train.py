@@ -26,11 +26,12 @@ def instantiate_group(group_cfg: DictConfig | None) -> list:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
-    from vae_lab.accelerators import check_accelerator
+    from vae_lab.accelerators import check_accelerator, check_memory
     from vae_lab.validation import validate_config
 
     validate_config(cfg)
     check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
+    check_memory(cfg)
 
     import lightning as L
     import torch

@@ -251,3 +251,34 @@ def test_threads_must_be_null_or_positive(tmp_path: Path) -> None:
     validate_config(compose_config("train", ["threads=2"], tmp_path))
     with pytest.raises(VaeLabError, match=r"^threads=0 is not allowed; use null \(torch's default\)"):
         validate_config(compose_config("train", ["threads=0"], tmp_path))
+
+
+def test_a_crashing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Not a user's mistake (e.g. linalg.svd on diverged weights with the NaN guard off): it used to end the sweep
+    # with a traceback and no summary.
+    from types import SimpleNamespace
+
+    from vae_lab import sweep_outcome
+
+    monkeypatch.setattr(sweep_outcome, "in_sweep", lambda: True)
+    monkeypatch.setattr(sweep_outcome.HydraConfig, "get", lambda: SimpleNamespace(job=SimpleNamespace(num=3)))
+
+    def crash(cfg: object) -> dict[str, float]:
+        raise RuntimeError("linalg.svd failed to converge")
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}})
+    assert sweep_outcome.run_recorded(crash, cfg) is None
+    assert result(tmp_path)["status"] == "failed"
+    assert result(tmp_path)["error"] == "RuntimeError: linalg.svd failed to converge"
+    assert ("error: sweep job 3 failed, the others go on: RuntimeError: linalg.svd failed to converge"
+            in capsys.readouterr().err)
+    monkeypatch.setattr(sweep_outcome, "in_sweep", lambda: False)
+    with pytest.raises(RuntimeError):  # a single run still fails loudly
+        sweep_outcome.run_recorded(crash, cfg)
+
+
+def test_report_refuses_a_metric_no_job_recorded(latent_sweep: Path, tmp_path: Path, capsys) -> None:
+    assert report_main([str(latent_sweep), "--out", str(tmp_path), "--metric", "val/elbow"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --metric val/elbow is not among the metrics the jobs recorded; use one of ")
+    assert "val/elbo" in err and err.endswith("(higher is ranked better).\n") and not list(tmp_path.iterdir())

@@ -163,3 +163,24 @@ def test_a_batch_too_large_for_the_memory_is_refused_before_the_run(make_train_c
         check_memory(make_train_cfg("data.batch_size=15000", "trainer.devices=2"), available=15e9)
     check_memory(make_train_cfg("data.batch_size=15000"), available=16e9)  # fits
     check_memory(make_train_cfg("data.batch_size=60000", "trainer.accelerator=gpu"), available=16e9)  # GPU memory
+
+
+def test_hydra_flag_mistakes_get_one_sentence_with_the_fix(tmp_path: Path, capsys, monkeypatch) -> None:
+    assert sentence_for(["model.latent_dim=2,3"]) == (
+        "Ambiguous value for argument 'model.latent_dim=2,3': to sweep over its values, add -m (--multirun)."
+    )
+    assert sentence_for(["-m", "model.latent_dim=2,3", "--cfg", "job"]) == (
+        "-m (--multirun) cannot be combined with --help, --cfg or --info; drop -m and give one value per key to "
+        "print that job's config."
+    )
+    # A non-editable install has no conf/ beside the package: say so instead of Hydra's "directory not found".
+    from vae_lab.preflight import run
+
+    monkeypatch.setattr(sys, "argv", ["vae_lab.train"])
+    with pytest.raises(SystemExit) as exited:
+        run(lambda: None, tmp_path / "conf", "train")
+    assert exited.value.code == USAGE_EXIT
+    assert capsys.readouterr().err == (
+        f"error: vae_lab's configs are not where it looks for them ({tmp_path / 'conf'}): install vae_lab from its "
+        "repository checkout with `pip install -e .` (or `make setup`), which keeps conf/ beside src/.\n"
+    )

@@ -33,6 +33,11 @@ _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experim
 def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) -> None:
     """Check `sys.argv` as Hydra will read it, then hand over to `hydra_main` (a `@hydra.main` function)."""
     try:
+        if not config_dir.is_dir():
+            raise VaeLabError(
+                f"vae_lab's configs are not where it looks for them ({config_dir}): install vae_lab from its "
+                "repository checkout with `pip install -e .` (or `make setup`), which keeps conf/ beside src/."
+            )
         if runs_a_job(sys.argv[1:]) and any(arg.startswith("resume=") for arg in sys.argv[1:]):
             from vae_lab.resume import resume_arguments
 
@@ -64,6 +69,9 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
     from hydra import compose, initialize_config_dir
 
     args = parse(argv)
+    if args.multirun and any(getattr(args, flag, None) for flag in _INFO_FLAGS if flag != "shell_completion"):
+        raise VaeLabError("-m (--multirun) cannot be combined with --help, --cfg or --info; drop -m and give one "
+                          "value per key to print that job's config.")
     runs = runs_a_job(argv)
     # `--help` and `--cfg job` compose the same config to print it: a misspelt key or bad value there gets the same
     # sentence (Hydra's own answer is a traceback). A resume=X among them is just a key: nothing to check.
@@ -119,6 +127,8 @@ def one_sentence(error: Exception, argv: list[str]) -> str:
     if isinstance(error, MissingConfigException) and error.options and "/" in (error.missing_cfg_file or ""):
         group, name = error.missing_cfg_file.rsplit("/", 1)
         return f"{group}={name} is not a preset of {group}; use one of {', '.join(error.options)}."
+    if "Ambiguous value for argument" in str(error):  # a sweep's comma list without -m
+        return f"{_first_line(str(error)).rstrip('.')}: to sweep over its values, add -m (--multirun)."
     if isinstance(error, OverrideParseException):
         return f"could not read the override {error.override!r} ({_first_line(error.message)}); see `--help`."
     cause = error.__cause__

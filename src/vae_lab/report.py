@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_lab.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a sweep folder, e.g. multirun/2026-01-31/12-00-00-123456")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: sweep_dir)")
-    parser.add_argument("--metric", default=METRIC, help=f"the metric to sort and plot by (default: {METRIC})")
+    parser.add_argument("--metric", default=METRIC,
+                        help=f"the metric to sort and plot by, higher first (default: {METRIC})")
     args = parser.parse_args(argv)
     try:
         written = write_report(args.sweep_dir, args.out or args.sweep_dir, args.metric)
@@ -56,6 +57,10 @@ def write_report(sweep_dir: Path, out_dir: Path, metric: str = METRIC) -> list[P
             f"{sweep_dir} holds no sweep jobs (no <job>/.hydra/overrides.yaml inside); pass the folder a sweep "
             "printed at its end, like multirun/2026-01-31/12-00-00-123456."
         )
+    recorded = sorted({name for job in jobs for name in job.metrics})
+    if recorded and metric not in recorded:
+        raise VaeLabError(f"--metric {metric} is not among the metrics the jobs recorded; use one of "
+                          f"{', '.join(recorded)} (higher is ranked better).")
     keys = swept_keys(jobs, searched_keys(jobs))
     jobs = ranked(jobs, metric)
     out_dir = Path(out_dir)

@@ -1,13 +1,14 @@
 """How a run and a sweep report their outcome: `result.json` per run, one line per failed job, a summary per sweep.
 
-Inside a sweep (`-m`, an Optuna search) a `VaeLabError` fails only its own job: exiting the process would end
-every job still to come (all of them, with Hydra's in-process launcher), so the job records its failure and
-returns, and the sweep goes on. `SweepSummary`, a Hydra callback, then counts the outcomes, points at the
+Inside a sweep (`-m`, an Optuna search) an error fails only its own job: raising it would end every job still to
+come (all of them, with Hydra's in-process launcher), so the job records its failure (a crash's trace goes to its
+log) and returns, and the sweep goes on. `SweepSummary`, a Hydra callback, then counts the outcomes, points at the
 report, and makes the sweep exit non-zero if any job failed.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,8 @@ from omegaconf import DictConfig
 from vae_lab.errors import VaeLabError
 from vae_lab.job_result import COMPLETED, FAILED, JobResult, write_result
 
+log = logging.getLogger(__name__)
+
 
 def in_sweep() -> bool:
     """True inside a job of a Hydra multirun (a sweep or a search), False in a single run or a plain call."""
@@ -29,8 +32,8 @@ def in_sweep() -> bool:
 def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> dict[str, float] | None:
     """`train(cfg)`, with its outcome written to `<run dir>/result.json`.
 
-    Returns the final metrics, or None for a sweep job that failed with a `VaeLabError` (already reported on
-    stderr). Any other exception, and a `VaeLabError` outside a sweep, is recorded and raised again.
+    Returns the final metrics, or None for a sweep job that failed (one line on stderr; a crash's trace also in
+    the job's log). Outside a sweep every exception is recorded and raised again.
     """
     run_dir = Path(cfg.paths.output_dir)
     try:
@@ -38,8 +41,10 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
     except Exception as error:
         message = str(error) if isinstance(error, VaeLabError) else f"{type(error).__name__}: {error}"
         write_result(run_dir, JobResult(FAILED, error=message))
-        if not (isinstance(error, VaeLabError) and in_sweep()):
+        if not in_sweep():
             raise
+        if not isinstance(error, VaeLabError):  # a crash, not a user's mistake: its trace goes to this job's log
+            log.exception("sweep job %s crashed", HydraConfig.get().job.num)
         print(f"error: sweep job {HydraConfig.get().job.num} failed, the others go on: {message}", file=sys.stderr)
         return None
     if _is_rank_zero():

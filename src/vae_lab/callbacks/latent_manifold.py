@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
@@ -80,6 +81,9 @@ class LatentManifold(EpochImageCallback):
                 self.points = validation_images(trainer, self.num_points)
             images, labels = self.points
             means = torch.cat([pl_module.encode(x.to(pl_module.device))[0].float().cpu() for x in images.split(1000)])
+            if not torch.isfinite(means).all():  # diverged weights (with the NaN guard off): nothing to draw
+                rank_zero_warn(f"latent means are not finite at epoch {step}; no latent scatter drawn.")
+                return
             points, axis_names = first_two_coordinates(means)
             image = scatter_image(points, labels, axis_names, f"validation latent means, epoch {step}")
             self.save_grid(trainer, image, "latent/means", "latent_scatter.png", step)

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from vae_lab.errors import VaeLabError
 
 GPU_NAMES = ("gpu", "cuda")
+HARDWARE_NAMES = (*GPU_NAMES, "mps")  # accelerators that need a look at the machine (and have their own memory)
 # Peak RSS of a CPU training process, fp32: ~1.1 GB, plus ~0.46 MB per image of a training batch (measured: 2.48 GB
 # at batch 3,000, 3.86 GB at 6,000; the default batch of 100 needs ~1.2 GB).
 BASE_BYTES, BYTES_PER_BATCH_IMAGE = 1.1e9, 0.46e6
@@ -57,7 +58,7 @@ def check_memory(cfg: DictConfig, available: float | None = None) -> None:
     if available is None or needed <= available:
         return
     accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in GPU_NAMES or accelerator == "mps":
+    if accelerator in HARDWARE_NAMES:
         return
     if accelerator == "auto":
         import torch

@@ -85,10 +85,6 @@ def verify_md5(raw_dir: Path) -> None:
             raise VaeLabError(f"MNIST file {path} {mismatch}; delete it and run again to rebuild it.")
 
 
-def has_idx_files(raw_dir: Path) -> bool:
-    return all((raw_dir / name).is_file() for name in OFFICIAL_MD5)
-
-
 def _idx_images(images: np.ndarray) -> bytes:
     header = struct.pack(">IIII", 0x00000803, len(images), 28, 28)
     return header + images.astype(np.uint8).tobytes()
@@ -188,12 +184,12 @@ def ensure_mnist_files(data_dir: str | Path, allow_download: bool = True) -> Pat
         raise VaeLabError(f"the data folder {data_dir} is a file; set paths.data_dir (or data.data_dir) to a folder, "
                           "which is created if missing.")
     raw_dir = data_dir / "MNIST" / "raw"
-    if has_idx_files(raw_dir):
+    missing = [name for name in OFFICIAL_MD5 if not (raw_dir / name).is_file()]
+    if not missing:
         verify_md5(raw_dir)
         return raw_dir
-    present = [name for name in OFFICIAL_MD5 if (raw_dir / name).is_file()]
-    missing = [name for name in OFFICIAL_MD5 if name not in present]
-    tried = [f"{raw_dir} lacks {', '.join(missing)}" if present else f"no IDX files in {raw_dir}"]
+    some_present = len(missing) < len(OFFICIAL_MD5)
+    tried = [f"{raw_dir} lacks {', '.join(missing)}" if some_present else f"no IDX files in {raw_dir}"]
     found = find_wheel_pickle(data_dir)
     if found is not None:
         rebuild_from_pickle(raw_dir, *found)

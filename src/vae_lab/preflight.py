@@ -19,13 +19,12 @@ from pathlib import Path
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.accelerators import GPU_NAMES, check_accelerator, check_memory, pick_device
+from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, pick_device
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.validation import validate_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repo's conf/, shared by every entry point
 USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
-HARDWARE_NAMES = (*GPU_NAMES, "mps")  # accelerators that need a look at the machine
 # Hydra flags that print something and exit without running the task: nothing to check.
 _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experimental_rerun")
 

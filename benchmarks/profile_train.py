@@ -1,7 +1,7 @@
 """Where a training step of vae_lab's real path spends its time: torch.profiler inside `train(cfg)`.
 
     make profile                           # 20 profiled steps after 20 unprofiled ones, default config
-    make profile ARGS="--steps 40 model.channels_last=false"   # more steps; any Hydra overrides after the options
+    make profile ARGS="--steps 40 data.batch_size=32"   # more steps; any Hydra overrides after the options
 
 Runs `vae_lab.train.train(cfg)` with the composed default config (one epoch cut to warm-up + profiled steps,
 one validation batch, no progress bar) and a `StepProfiler` callback that records the profiled steps with

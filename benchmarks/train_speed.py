@@ -1,31 +1,42 @@
-"""Training speed of vae_lab's real path against a plain PyTorch loop: same model, same loss, same data.
+"""Training speed of the TF tutorial, two plain PyTorch ports and vae_lab: same model, same loss, same data.
 
     make bench                                  # 3 alternating repeats of one full epoch each (documented run)
-    make bench ARGS="--steps 60 --repeats 2"    # a quick look (~2 minutes on 2 cores)
-    make bench ARGS="--variant bf16 trainer.precision=bf16-mixed"   # an extra vae_lab row with its own overrides
+    make bench ARGS="--steps 60 --repeats 3"    # a quick look (~5 minutes on 2 cores)
+    make bench ARGS="--rows tf_tutorial vae_lab --variant nchw model.channels_last=false"   # pick rows, add one
 
-Each repeat runs the reference loop, then `vae_lab.train.train(cfg)` with the composed default config (plus
-`trainer.max_epochs=1`, the step limit and the `EpochThroughput` callback), then every `--variant`, each in a
-fresh Python process (this script with `--worker`), so that nothing one run leaves in its process (thread
-counts, allocator state, caches, the peak RSS) carries over into the next. The reference is what a straightforward
-port looks like: a `DataLoader` over a `TensorDataset` of the same binarized tensors, `Encoder`/`Decoder` from
-`vae_lab.networks` with the decoder run as a direct port of the Keras layers runs it (`straightforward_decode`:
-each stride-2 transposed conv in full, then its last row and column dropped; the same numbers as vae_lab's
-uncropped formulation), `monte_carlo_elbo`, `Adam(lr=1e-4)`, torch's default threads and allocator settings. Both
-start from the same weights (same seed) and run the same number of steps.
+Rows, each repeat in this order, every run in a fresh process (this script with `--worker`, or tf_tutorial.py in the
+TensorFlow venv), so that nothing one run leaves in its process (thread counts, allocator state, caches, the peak
+RSS) carries over into the next:
 
-Reported per run (medians over repeats): training images/s after `--warmup-steps` steps, the seconds a full
-600-step epoch takes at that rate, the ratio to the reference, training images per CPU-second of the process
-(the cost of the work, less sensitive than wall time to other jobs on the machine), warm-up seconds,
-validation seconds (10,000 test images; not part of the training rate), everything else in fit (callbacks,
-checkpoints, TensorBoard), the peak RSS of the run's process (the kernel's high-water mark, imports and data
-included) and the validation ELBO after the epoch (mean +- sd).
+- `tf_tutorial`: the TensorFlow tutorial's own TF2 code (benchmarks/tf_tutorial.py), on the same IDX files. It runs
+  with benchmarks/.venv-tf/bin/python (or this Python, if it can import tensorflow); without either the row is
+  skipped with one line saying how to install it (requirements-tf.txt).
+- `reference`: a careful port, `Encoder`/`Decoder` from `vae_lab.networks` (Keras' initialisation and layout of
+  the same layers) with the decoder run as a direct port of the Keras layers runs it (`straightforward_decode`:
+  each stride-2 transposed conv in full, then its last row and column dropped), `monte_carlo_elbo`, a `DataLoader`
+  over a `TensorDataset`, `Adam(lr=1e-4)`.
+- `plain_port`: the port most people write (benchmarks/plain_port.py): stock `nn` layers, PyTorch's initialisation,
+  `ConvTranspose2d(..., padding=1, output_padding=1)`, NCHW, the same DataLoader and Adam.
+- `vae_lab`: `vae_lab.train.train(cfg)` with the composed default config (plus `trainer.max_epochs=1`, the step
+  limit and the `EpochThroughput` callback); `vae_lab_bf16`: the same with `trainer.precision=bf16-mixed`; then
+  every `--variant`.
+
+Latent 50, batch 100, the same seed per repeat for every row (the two ports of vae_lab's networks start from
+vae_lab's initial weights; TF and the plain port from their own). Reported per row (medians over repeats): training
+images/s after `--warmup-steps` steps, the seconds a full 600-step epoch takes at that rate, the ratio to the TF
+tutorial and to the reference, training images per CPU-second of the process (less sensitive than wall time to
+other jobs on the machine), warm-up seconds, validation seconds (10,000 test images; not part of the training rate),
+everything else in the run (imports excluded; for vae_lab: callbacks, checkpoints, TensorBoard), the peak RSS of the
+run's process and the validation ELBO after the run (mean +- sd), also paired with the reference's of the same
+repeat (same seed, same initial weights for vae_lab's rows: ~0 means the same math).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import importlib.util
 import json
 import os
 import re
@@ -36,12 +47,18 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
+BENCHMARKS = Path(__file__).resolve().parent
+TF_VENV_PYTHON = BENCHMARKS / ".venv-tf" / "bin" / "python"
+TF_SETUP = ("python3 -m venv benchmarks/.venv-tf && "
+            "benchmarks/.venv-tf/bin/pip install -r benchmarks/requirements-tf.txt")
 STEPS_PER_EPOCH = 600  # 60,000 training images / batch 100
 BATCH, EVAL_BATCH, LATENT, LR = 100, 1000, 50, 1e-4
+ROWS = ("tf_tutorial", "reference", "plain_port", "vae_lab", "vae_lab_bf16")
+BF16_OVERRIDES = ["trainer.precision=bf16-mixed"]
 
 
 @dataclass
@@ -61,6 +78,46 @@ class Row:
     runs: list[Run] = field(default_factory=list)
 
 
+# ---- where vae_lab keeps things: every vae_lab module name this script uses is here (issue 13 moves them) ---------
+
+VAE_LAB_MODULES = {
+    "mnist_files": ("vae_lab.data.mnist_files", "vae_lab.mnist_files"),
+    "throughput": ("vae_lab.callbacks.throughput", "vae_lab.throughput"),
+}
+
+
+def vae_lab_module(role: str) -> ModuleType:
+    """The first of VAE_LAB_MODULES[role] that exists (a module missing for another reason is an error)."""
+    for name in VAE_LAB_MODULES[role]:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if not name.startswith(error.name or "\0"):
+                raise
+    raise SystemExit(f"error: vae_lab has none of {', '.join(VAE_LAB_MODULES[role])}; update VAE_LAB_MODULES.")
+
+
+def config_dir() -> Path:
+    """vae_lab's Hydra config folder: the one its entry points use, else the repo's or the package's conf/."""
+    with contextlib.suppress(ImportError, AttributeError):
+        from vae_lab import preflight
+
+        if (Path(preflight.CONFIG_DIR) / "train.yaml").is_file():
+            return Path(preflight.CONFIG_DIR)
+    for candidate in (REPO / "conf", REPO / "src" / "vae_lab" / "conf"):
+        if (candidate / "train.yaml").is_file():
+            return candidate
+    raise SystemExit("error: found no train.yaml in vae_lab's config folders (conf/, src/vae_lab/conf/).")
+
+
+def load_binarized(data_dir: Path, train: bool) -> Any:
+    """The statically binarized split as (N, 1, 28, 28) float32, the same arrays tf_tutorial.py trains on."""
+    import torch
+    from mnist_arrays import binarized_images
+
+    return torch.from_numpy(binarized_images(data_dir, train)).unsqueeze(1)
+
+
 # ---- memory: the kernel's RSS high-water mark of this process (Linux), else ru_maxrss ----------------------------
 
 
@@ -74,7 +131,7 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# ---- the reference: a plain PyTorch loop ------------------------------------------------------------------------
+# ---- the two PyTorch ports: one timed loop ----------------------------------------------------------------------
 
 
 def straightforward_decode(decoder: Any, z: Any) -> Any:
@@ -92,30 +149,43 @@ def straightforward_decode(decoder: Any, z: Any) -> Any:
     return F.conv_transpose2d(h, decoder.deconv3.weight, decoder.deconv3.bias, padding=1)
 
 
-def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> Run:
+def reference_model(seed: int) -> tuple[list[Any], Any]:
+    """The reference's parameters and its per-image ELBO: vae_lab's networks, the decoder run uncut and cropped."""
     import torch
-    from torch.utils.data import DataLoader, TensorDataset
 
-    from vae_lab.datamodule import binarize_static, load_split
-    from vae_lab.mnist_files import ensure_mnist_files
     from vae_lab.networks import Decoder, Encoder
     from vae_lab.objectives import monte_carlo_elbo, reparameterize
 
-    fit_start = time.perf_counter()
-    raw_dir = ensure_mnist_files(data_dir, allow_download=False)
-    train_x = binarize_static(load_split(raw_dir, train=True)[0])
-    test_x = binarize_static(load_split(raw_dir, train=False)[0])
     torch.manual_seed(seed)  # the same initial weights as vae_lab's run with this seed
     encoder, decoder = Encoder(LATENT), Decoder(LATENT)
-    optimizer = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=LR)
-    loader = DataLoader(TensorDataset(train_x), batch_size=BATCH, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
 
     def elbo(x: torch.Tensor) -> torch.Tensor:
         mean, logvar = encoder(x)
         z = reparameterize(mean, logvar, torch.randn_like(mean))
         return monte_carlo_elbo(x, straightforward_decode(decoder, z), z, mean, logvar).elbo
 
+    return [*encoder.parameters(), *decoder.parameters()], elbo
+
+
+def plain_port_model(seed: int) -> tuple[list[Any], Any]:
+    import torch
+    from plain_port import PlainCVAE, compute_loss
+
+    torch.manual_seed(seed)
+    model = PlainCVAE(LATENT)
+    return list(model.parameters()), lambda x: -compute_loss(model, x)  # the batch's mean ELBO
+
+
+def torch_loop_run(name: str, data_dir: Path, seed: int, steps: int, warmup_steps: int) -> Run:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    fit_start = time.perf_counter()
+    train_x, test_x = load_binarized(data_dir, train=True), load_binarized(data_dir, train=False)
+    parameters, elbo = (reference_model if name == "reference" else plain_port_model)(seed)
+    optimizer = torch.optim.Adam(parameters, lr=LR)
+    loader = DataLoader(TensorDataset(train_x), batch_size=BATCH, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed))
     images = 0
     start = time.perf_counter()
     for step, (x,) in enumerate(loader):
@@ -130,8 +200,8 @@ def reference_run(data_dir: Path, seed: int, steps: int, warmup_steps: int) -> R
         elif step >= warmup_steps:
             images += len(x)
     end, cpu_end = time.perf_counter(), time.process_time()
-    with torch.no_grad():
-        val = torch.cat([elbo(x) for x in test_x.split(EVAL_BATCH)]).mean().item()
+    with torch.no_grad():  # mean over all 10,000 images (equal batches: the mean of the batch means)
+        val = statistics.fmean(elbo(x).mean().item() for x in test_x.split(EVAL_BATCH))
     val_s = time.perf_counter() - end
     fit_s = time.perf_counter() - fit_start
     return Run(images / (end - warm), images / (cpu_end - cpu_warm), warm - start, val_s,
@@ -147,7 +217,7 @@ def compose_train_config(overrides: list[str], output_dir: Path):
     from hydra.core.hydra_config import HydraConfig
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(
             config_name="train",
             overrides=[f"hydra.run.dir={output_dir}", f"paths.output_dir={output_dir}", *overrides],
@@ -160,6 +230,7 @@ def compose_train_config(overrides: list[str], output_dir: Path):
 def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overrides: list[str]) -> Run:
     from vae_lab.train import train
 
+    throughput = vae_lab_module("throughput").__name__ + ".EpochThroughput"
     with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
         cfg = compose_train_config(
             [
@@ -167,7 +238,7 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
                 f"seed={seed}",
                 "trainer.max_epochs=1",
                 f"++trainer.limit_train_batches={steps}",
-                "+callbacks.throughput._target_=vae_lab.throughput.EpochThroughput",
+                f"+callbacks.throughput._target_={throughput}",
                 f"+callbacks.throughput.warmup_steps={warmup_steps}",
                 *overrides,
             ],
@@ -184,6 +255,18 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
                peak_rss_mb(), metrics["val/elbo"])
 
 
+# ---- the TF tutorial: benchmarks/tf_tutorial.py in the Python that has TensorFlow ----------------------------------
+
+
+def tf_python(explicit: Path | None = None) -> Path | None:
+    """A Python that can run tf_tutorial.py: --tf-python, else benchmarks/.venv-tf, else this one with tensorflow."""
+    if explicit is not None:
+        return explicit if explicit.exists() else None
+    if TF_VENV_PYTHON.exists():
+        return TF_VENV_PYTHON
+    return Path(sys.executable) if importlib.util.find_spec("tensorflow") else None
+
+
 # ---- report ----------------------------------------------------------------------------------------------------
 
 
@@ -198,25 +281,43 @@ def spread(values: list[float]) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    reference = median([r.images_per_s for r in rows[0].runs])
-    header = (f"{'run':<16} {'train img/s':>11} {'s/epoch':>8} {'ratio':>6} {'img/CPU-s':>9} {'warm-up s':>9} "
-              f"{'val s':>6} {'other s':>7} {'peak RSS MB':>11} {'val ELBO (mean +- sd)':>22} "
+    """Medians per row; `x TF` and `x ref` are ratios of median rates to the tf_tutorial and reference rows."""
+    by_name = {row.name: row for row in rows}
+    tf_row, ref_row = by_name.get("tf_tutorial"), by_name.get("reference")
+    tf_rate = median([r.images_per_s for r in tf_row.runs]) if tf_row else None
+    ref_rate = median([r.images_per_s for r in ref_row.runs]) if ref_row else None
+    header = (f"{'run':<16} {'train img/s':>11} {'s/epoch':>8} {'x TF':>6} {'x ref':>6} {'img/CPU-s':>9} "
+              f"{'warm-up s':>9} {'val s':>6} {'other s':>7} {'peak RSS MB':>11} {'val ELBO (mean +- sd)':>22} "
               f"{'minus ref (paired)':>19}")
     print(header)
     print("-" * len(header))
     for row in rows:
         rate = median([r.images_per_s for r in row.runs])
+        # Same seed, same initial weights: for vae_lab's rows the paired difference is what "the same math" predicts
+        # to be ~0; the TF and plain-port rows start from other weights, so theirs is only noise plus init.
+        paired = (spread([r.val_elbo - ref.val_elbo for r, ref in zip(row.runs, ref_row.runs, strict=True)])
+                  if ref_row and len(ref_row.runs) == len(row.runs) else "")
         print(
-            f"{row.name:<16} {rate:11.0f} {STEPS_PER_EPOCH * BATCH / rate:8.1f} {rate / reference:5.2f}x "
+            f"{row.name:<16} {rate:11.0f} {STEPS_PER_EPOCH * BATCH / rate:8.1f} "
+            f"{f'{rate / tf_rate:5.2f}x' if tf_rate else '-':>6} {f'{rate / ref_rate:5.2f}x' if ref_rate else '-':>6} "
             f"{median([r.images_per_cpu_s for r in row.runs]):9.0f} "
             f"{median([r.warmup_s for r in row.runs]):9.2f} {median([r.val_s for r in row.runs]):6.2f} "
             f"{median([r.other_s for r in row.runs]):7.2f} {median([r.peak_rss_mb for r in row.runs]):11.0f} "
-            f"{spread([r.val_elbo for r in row.runs]):>22} "
-            # Same seed, same initial weights: the paired difference is what "the same math" predicts to be ~0.
-            f"{spread([r.val_elbo - ref.val_elbo for r, ref in zip(row.runs, rows[0].runs, strict=True)]):>19}"
+            f"{spread([r.val_elbo for r in row.runs]):>22} {paired:>19}"
         )
     print("per-repeat train img/s: " + "; ".join(
         f"{row.name} " + " ".join(f"{r.images_per_s:.0f}" for r in row.runs) for row in rows))
+
+
+def cpu_flags() -> str:
+    """The flags that decide the kernels here: AVX2, AVX-512 and its BF16/VNNI/AMX extensions."""
+    try:
+        flags = next(line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return "?"
+    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    return " ".join(flag for flag in wanted if flag in flags) or "no AVX2"
 
 
 def machine_line(threads: int | None = None) -> str:
@@ -230,7 +331,7 @@ def machine_line(threads: int | None = None) -> str:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return (f"machine: {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
+    return (f"machine: {cpu} ({cpu_flags()}), {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
             f"{threads or torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -243,10 +344,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=42, help="repeat r uses seed + r (default 42)")
     parser.add_argument("--data-dir", type=Path, default=REPO / "data", help="folder holding MNIST/raw")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads for every run (vae_lab: threads=N); default: torch's own")
+                        help="intra-op threads for every run (vae_lab: threads=N); default: each library's own")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), metavar="ROW",
+                        help=f"the standard rows to run, of {', '.join(ROWS)} (default all)")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
                         help="an extra vae_lab row: a name, then Hydra overrides (repeatable)")
-    parser.add_argument("--worker", choices=("reference", "vae_lab"), help=argparse.SUPPRESS)
+    parser.add_argument("--tf-python", type=Path, default=None,
+                        help=f"the Python with TensorFlow for tf_tutorial (default {TF_VENV_PYTHON.relative_to(REPO)})")
+    parser.add_argument("--worker", choices=("reference", "plain_port", "vae_lab"), help=argparse.SUPPRESS)
     parser.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not 0 < args.warmup_steps < args.steps <= STEPS_PER_EPOCH:
@@ -257,32 +362,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def worker(args: argparse.Namespace) -> None:
     """One run in this process; its `Run` is the last line of stdout, as JSON."""
-    if args.worker == "reference":
+    if args.worker in ("reference", "plain_port"):
         if args.threads is not None:
             import torch
 
             torch.set_num_threads(args.threads)
-        run = reference_run(args.data_dir, args.seed, args.steps, args.warmup_steps)
+        run = torch_loop_run(args.worker, args.data_dir, args.seed, args.steps, args.warmup_steps)
     else:  # train() sets vae_lab's threads from its config
         threads = [] if args.threads is None else [f"threads={args.threads}"]
         run = vae_lab_run(args.data_dir, args.seed, args.steps, args.warmup_steps, [*threads, *args.overrides])
     print(json.dumps(asdict(run)), flush=True)
 
 
-def run_in_process(args: argparse.Namespace, seed: int, overrides: list[str] | None) -> Run:
-    """Run the reference (overrides None) or vae_lab with `overrides` in a fresh Python process."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "reference" if overrides is None else
-               "vae_lab", "--seed", str(seed), "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
-               "--data-dir", str(args.data_dir)]
+def command_for(args: argparse.Namespace, kind: str, seed: int, overrides: list[str]) -> list[str]:
+    """The command line of one run: tf_tutorial.py in the TF Python, or this script as a worker."""
+    common = ["--seed", str(seed), "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
+              "--data-dir", str(args.data_dir)]
     if args.threads is not None:
-        command += ["--threads", str(args.threads)]
-    if overrides:
-        command += ["--overrides", *overrides]
-    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)  # stderr: the progress bar
+        common += ["--threads", str(args.threads)]
+    if kind == "tf_tutorial":
+        return [str(tf_python(args.tf_python)), str(BENCHMARKS / "tf_tutorial.py"), *common]
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, *common]
+    return [*command, "--overrides", *overrides] if overrides else command
+
+
+def run_in_process(args: argparse.Namespace, seed: int, overrides: list[str] | None, kind: str | None = None) -> Run:
+    """One run in a fresh process: `kind` (tf_tutorial, reference, plain_port, vae_lab; default: the reference when
+    overrides is None, else vae_lab with `overrides`)."""
+    kind = kind or ("reference" if overrides is None else "vae_lab")
+    command = command_for(args, kind, seed, overrides or [])
+    # TensorFlow's start-up log lines go to stderr: kept back unless the run fails. vae_lab's progress bar is shown.
+    result = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False,
+                            stderr=subprocess.PIPE if kind == "tf_tutorial" else None)
     if result.returncode != 0:
-        raise SystemExit(f"error: the benchmark run {' '.join(command[2:])} failed (exit {result.returncode}); "
+        if result.stderr:
+            sys.stderr.write(result.stderr)
+        raise SystemExit(f"error: the benchmark run {' '.join(command[1:])} failed (exit {result.returncode}); "
                          "its messages are above.")
     return Run(**json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def planned_rows(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(row name, kind of run, vae_lab overrides) in the order each repeat runs them; prints one line per row left
+    out (the TF tutorial without TensorFlow)."""
+    rows = []
+    for name in args.rows:
+        if name == "tf_tutorial" and tf_python(args.tf_python) is None:
+            where = args.tf_python or TF_VENV_PYTHON.relative_to(REPO)
+            print(f"tf_tutorial: skipped, no TensorFlow ({where} not found); to add the row: {TF_SETUP}", flush=True)
+            continue
+        kind = "vae_lab" if name.startswith("vae_lab") else name
+        rows.append((name, kind, BF16_OVERRIDES if name == "vae_lab_bf16" else []))
+    return rows + [(v[0], "vae_lab", v[1:]) for v in args.variant]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -290,18 +421,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker(args)
         return
-    configs = [("reference", None), ("vae_lab", []), *((v[0], v[1:]) for v in args.variant)]
-    rows = [Row(name) for name, _ in configs]
+    configs = planned_rows(args)
+    vae_lab_module("mnist_files").ensure_mnist_files(args.data_dir, allow_download=False)  # tf_tutorial reads them
+    rows = [Row(name) for name, _, _ in configs]
     print(machine_line(args.threads), flush=True)
     started = time.perf_counter()
     for repeat in range(args.repeats):
-        for row, (name, overrides) in zip(rows, configs, strict=True):
-            run = run_in_process(args, args.seed + repeat, overrides)
+        for row, (name, kind, overrides) in zip(rows, configs, strict=True):
+            run = run_in_process(args, args.seed + repeat, overrides, kind)
             row.runs.append(run)
             print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {run.images_per_s:.0f} img/s, "
                   f"val ELBO {run.val_elbo:.2f}", file=sys.stderr, flush=True)
-    print(f"{args.repeats} repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless a variant "
-          f"says otherwise, one process per run; total {time.perf_counter() - started:.0f} s")
+    print(f"{args.repeats} alternating repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless "
+          f"a row says otherwise, one process per run; total {time.perf_counter() - started:.0f} s")
     print_table(rows)
     print(machine_line(args.threads))
 

@@ -198,8 +198,9 @@ def test_report_refuses_a_folder_without_jobs(tmp_path: Path, capsys: pytest.Cap
     assert report_main([str(tmp_path)]) == 1
     assert capsys.readouterr().err.startswith(f"error: {tmp_path} holds no sweep jobs")
     assert report_main([str(tmp_path / "nowhere")]) == 1
-    assert capsys.readouterr().err == (f"error: {tmp_path / 'nowhere'} is not a folder; pass the folder a sweep "
-                                       "printed at its end, like multirun/2026-01-31/12-00-00-123456.\n")
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'nowhere'} is not a folder; pass a run folder "
+                                       "(outputs/<date>/<time>) or the folder a sweep printed at its end, like "
+                                       "multirun/2026-01-31/12-00-00-123456.\n")
 
 
 def test_two_sweeps_started_in_the_same_second_get_different_folders(tmp_path: Path) -> None:
@@ -234,7 +235,7 @@ def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -
     from vae_lab.sweep_jobs import SweepJob, parse_overrides, swept_keys
 
     def job(num: int, *overrides: str) -> SweepJob:
-        return SweepJob(num, tmp_path / str(num), parse_overrides(list(overrides)), None)
+        return SweepJob(str(num), tmp_path / str(num), parse_overrides(list(overrides)), None, num)
 
     jobs = [job(0, "model.latent_dim=2", "++trainer.max_epochs=1", "data.batch_size=64"),
             job(1, "model.latent_dim=4", "++trainer.max_epochs=1", "data.batch_size=64")]
@@ -281,4 +282,5 @@ def test_report_refuses_a_metric_no_job_recorded(latent_sweep: Path, tmp_path: P
     assert report_main([str(latent_sweep), "--out", str(tmp_path), "--metric", "val/elbow"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --metric val/elbow is not among the metrics the jobs recorded; use one of ")
-    assert "val/elbo" in err and err.endswith("(higher is ranked better).\n") and not list(tmp_path.iterdir())
+    assert "val/elbo" in err and not list(tmp_path.iterdir())
+    assert err.endswith("(ranked lower first: val/kl; the others higher first).\n")

@@ -1,12 +1,19 @@
-"""`python -m vae_lab.report multirun/<date>/<time>`: one table and one figure that compare a sweep's jobs.
+"""`python -m vae_lab.report FOLDER...`: one table and one figure that compare runs, a sweep's jobs, or several sweeps.
 
-Writes into the sweep folder (or `--out`):
+Each FOLDER is a run (`outputs/<date>/<time>`), a sweep (`multirun/<date>/<time>`), or a folder of either, as
+many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into their common parent; or `--out`):
 - `report.csv` and `report.md`: one row per job (its swept values, status, final metrics from its
   `result.json`), completed jobs sorted by `val/elbo` (best first), then the failed and unfinished ones, with
   their error, so no job silently drops out; `report.md` also names the best job and, after an Optuna search,
   the sweeper's own best trial (`optimization_results.yaml`).
-- `report.png`: the final `val/elbo` against each swept value, and the `val/elbo` curve of every job, read
-  from the job's TensorBoard events.
+- When `seed` is swept: `report.csv` has one row per setting of the other swept keys with the mean, sample
+  standard deviation and n (completed jobs with a finite value) of every final metric; `jobs.csv` and the end of
+  `report.md` keep the table of jobs.
+- `report.png`: the final `val/elbo` against each swept value (group means with ±1 sd error bars over seeds),
+  and the `val/elbo` curve of every job (over seeds: the mean, with a ±1 sd band), from its TensorBoard events
+  or, without them, its CSV log.
+- `rate_distortion.png` when `model.beta` or `model.latent_dim` is swept: rate R = KL against distortion
+  D = -recon of every job (Alemi et al., 2018), test metrics when every job has them, else validation metrics.
 """
 
 from __future__ import annotations
@@ -14,29 +21,50 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.job_result import COMPLETED
-from vae_lab.sweep_jobs import SweepJob, find_jobs, searched_keys, sweep_counts, swept_keys
+from vae_lab.report_figures import number_or_none, plot_groups, plot_jobs, plot_rate_distortion
+from vae_lab.sweep_jobs import (
+    SEED,
+    SweepJob,
+    find_jobs,
+    searched_keys,
+    seed_groups,
+    sweep_counts,
+    swept_keys,
+)
 
 METRIC = "val/elbo"
 OPTUNA_RESULTS = "optimization_results.yaml"
-MAX_LEGEND_ENTRIES = 12
+RATE_DISTORTION_KEYS = ("model.beta", "model.latent_dim")
+# The last part of a metric's name (`val/kl` -> `kl`) for which lower is better: a KL (the rate), a loss, a negative
+# log-likelihood, bits per dimension. Durations (`perf/val_s`) and standard errors (`test/iwae_se`) are lower-better
+# too; rates (`perf/train_images_per_s`) and everything else, the ELBO, IWAE bound and reconstruction
+# log-likelihood (`recon`) first, are higher-better.
+LOWER_IS_BETTER = ("kl", "loss", "nll", "bpd")
+
+Group = tuple[tuple[str, ...], list[SweepJob]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vae_lab.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("sweep_dir", type=Path, help="a sweep folder, e.g. multirun/2026-01-31/12-00-00-123456")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: sweep_dir)")
+    parser.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
+                        help="runs or sweeps, e.g. multirun/2026-01-31/12-00-00-123456 or outputs/2026-01-31/*")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: the folder, or the folders' common parent)")
     parser.add_argument("--metric", default=METRIC,
-                        help=f"the metric to sort and plot by, higher first (default: {METRIC})")
+                        help=f"the metric to sort and plot by, best first (default: {METRIC})")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.sweep_dir, args.out or args.sweep_dir, args.metric)
+        written = write_report(args.folders, args.out, args.metric)
     except VaeLabError as error:
         print_error(error)
         return 1
@@ -44,46 +72,91 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write_report(sweep_dir: Path, out_dir: Path, metric: str = METRIC) -> list[Path]:
-    """Write report.csv, report.md and report.png for the sweep in `sweep_dir`; return their paths."""
-    if not Path(sweep_dir).is_dir():
-        raise VaeLabError(
-            f"{sweep_dir} is not a folder; pass the folder a sweep printed at its end, like "
-            "multirun/2026-01-31/12-00-00-123456."
-        )
-    jobs = find_jobs(sweep_dir)
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` ranks first (see LOWER_IS_BETTER)."""
+    name = metric.rsplit("/", 1)[-1]
+    if name.endswith("_se"):
+        return True
+    if "_per_" in name:  # a throughput: images per second
+        return False
+    return name.endswith("_s") or name in LOWER_IS_BETTER
+
+
+def order_word(metric: str) -> str:
+    return "best first (lower is better)" if lower_is_better(metric) else "best first (higher is better)"
+
+
+def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, metric: str = METRIC) -> list[Path]:
+    """Write the report of the jobs in or below `folders` into `out_dir`; return the paths written."""
+    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(folder) for folder in folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise VaeLabError(
+                f"{folder} is not a folder; pass a run folder (outputs/<date>/<time>) or the folder a sweep "
+                "printed at its end, like multirun/2026-01-31/12-00-00-123456."
+            )
+    jobs = find_jobs(*folders)
     if not jobs:
         raise VaeLabError(
-            f"{sweep_dir} holds no sweep jobs (no <job>/.hydra/overrides.yaml inside); pass the folder a sweep "
-            "printed at its end, like multirun/2026-01-31/12-00-00-123456."
+            f"{' '.join(map(str, folders))} holds no sweep jobs or runs (no .hydra/overrides.yaml in it or below it); "
+            "pass a run folder (outputs/<date>/<time>) or the folder a sweep printed at its end, like "
+            "multirun/2026-01-31/12-00-00-123456."
         )
     recorded = sorted({name for job in jobs for name in job.metrics})
     if recorded and metric not in recorded:
+        lower = [name for name in recorded if lower_is_better(name)]
         raise VaeLabError(f"--metric {metric} is not among the metrics the jobs recorded; use one of "
-                          f"{', '.join(recorded)} (higher is ranked better).")
+                          f"{', '.join(recorded)} (ranked lower first: {', '.join(lower) or 'none'}; "
+                          "the others higher first).")
     keys = swept_keys(jobs, searched_keys(jobs))
-    jobs = ranked(jobs, metric)
-    out_dir = Path(out_dir)
+    in_folder_order, jobs = jobs, ranked(jobs, metric)
+    out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = ["job", "status", *keys, *metric_names(jobs, metric), "error", "dir"]
-    rows = [job_row(job, Path(sweep_dir)) for job in jobs]
+    names = metric_names(jobs, metric)
+    columns = ["job", "status", *keys, *names, "error", "dir"]
+    rows = [job_row(job, out_dir) for job in jobs]
+    title = f"`{folders[0]}`" if len(folders) == 1 else f"{len(folders)} folders under `{out_dir}`"
     written = [out_dir / "report.csv", out_dir / "report.md", out_dir / "report.png"]
-    write_csv(written[0], columns, rows)
-    written[1].write_text(markdown(Path(sweep_dir), jobs, keys, columns, rows, metric))
-    plot(written[2], jobs, keys, metric)
+    if SEED in keys:
+        group_keys = [key for key in keys if key != SEED]
+        groups = ranked_groups(seed_groups(in_folder_order, group_keys), metric)
+        group_columns = [*group_keys, "jobs", "seeds", *[f"{name}_{part}" for name in names for part in STATS]]
+        write_csv(written[0], group_columns, [group_row(group, group_keys, names) for group in groups])
+        written.insert(1, out_dir / "jobs.csv")
+        write_csv(written[1], columns, rows)
+        text = group_markdown(title, jobs, groups, group_keys, names, metric)
+        text += "\n## Jobs\n\n" + table(columns, rows)
+    else:
+        group_keys, groups = keys, None
+        write_csv(written[0], columns, rows)
+        text = markdown(title, folders, jobs, keys, columns, rows, metric)
+    if groups is None:
+        plot_jobs(written[-1], jobs, keys, metric)
+    else:
+        plot_groups(written[-1], jobs, groups, group_keys, metric)
+    if any(key in keys for key in RATE_DISTORTION_KEYS):
+        rate_distortion = out_dir / "rate_distortion.png"
+        stage = plot_rate_distortion(rate_distortion, jobs, group_keys)
+        if stage:
+            written.append(rate_distortion)
+            text += (f"\nRate–distortion: `{rate_distortion.name}` (rate = `{stage}/kl`, distortion = "
+                     f"−`{stage}/recon`, one point per completed job).\n")
+    written[written.index(out_dir / "report.md")].write_text(text)
     return written
 
 
 def ranked(jobs: list[SweepJob], metric: str) -> list[SweepJob]:
-    """Completed jobs by `metric`, highest first (an ELBO: higher is better), then the others by job number."""
+    """Completed jobs by `metric`, best first (an ELBO: highest; a KL: lowest), then the others in folder order."""
+    sign = 1 if lower_is_better(metric) else -1
 
-    def key(job: SweepJob) -> tuple[int, float, int]:
+    def key(indexed: tuple[int, SweepJob]) -> tuple[int, float, int]:
+        index, job = indexed
         value = job.metrics.get(metric, math.nan)
-        if job.status != COMPLETED or math.isnan(value):
-            return (1, 0.0, job.num)
-        return (0, -value, job.num)
+        if job.status != COMPLETED or not math.isfinite(value):
+            return (1, 0.0, index)
+        return (0, sign * value, index)
 
-    return sorted(jobs, key=key)
+    return [job for _, job in sorted(enumerate(jobs), key=key)]
 
 
 def metric_names(jobs: list[SweepJob], metric: str) -> list[str]:
@@ -92,10 +165,50 @@ def metric_names(jobs: list[SweepJob], metric: str) -> list[str]:
     return [metric, *names]
 
 
-def job_row(job: SweepJob, sweep_dir: Path) -> dict[str, object]:
-    row: dict[str, object] = {"job": job.num, "status": job.status, **job.overrides, **job.metrics}
+def job_row(job: SweepJob, out_dir: Path) -> dict[str, object]:
+    row: dict[str, object] = {"job": job.name, "status": job.status, **job.overrides, **job.metrics}
     row["error"] = job.error or ""
-    row["dir"] = str(job.dir.relative_to(sweep_dir)) if job.dir.is_relative_to(sweep_dir) else str(job.dir)
+    out_dir = out_dir.resolve()
+    row["dir"] = job.dir.relative_to(out_dir).as_posix() if job.dir.is_relative_to(out_dir) else str(job.dir)
+    return row
+
+
+STATS = ("mean", "sd", "n")
+
+
+def summary(values: list[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1 in the denominator; nan for fewer than 2 values) and n."""
+    mean = statistics.fmean(values) if values else math.nan
+    sd = statistics.stdev(values) if len(values) > 1 else math.nan
+    return mean, sd, len(values)
+
+
+def finite_values(jobs: list[SweepJob], metric: str) -> list[float]:
+    """`metric` of the completed jobs that recorded a finite value (a diverged seed counts in `jobs`, not in n)."""
+    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
+    return [value for value in values if math.isfinite(value)]
+
+
+def ranked_groups(groups: dict[tuple[str, ...], list[SweepJob]], metric: str) -> list[Group]:
+    """Seed groups by the mean of `metric`, best first; groups without a finite value last."""
+    sign = 1 if lower_is_better(metric) else -1
+
+    def key(indexed: tuple[int, Group]) -> tuple[int, float, int]:
+        index, (_, jobs) = indexed
+        mean = summary(finite_values(jobs, metric))[0]
+        return (1, 0.0, index) if math.isnan(mean) else (0, sign * mean, index)
+
+    return [group for _, group in sorted(enumerate(groups.items()), key=key)]
+
+
+def group_row(group: Group, group_keys: list[str], names: list[str]) -> dict[str, object]:
+    values, jobs = group
+    row: dict[str, object] = dict(zip(group_keys, values, strict=True))
+    row["jobs"] = len(jobs)
+    row["seeds"] = " ".join(job.overrides.get(SEED, "") for job in jobs)
+    for name in names:
+        mean, sd, n = summary(finite_values(jobs, name))
+        row |= {f"{name}_mean": "" if n == 0 else mean, f"{name}_sd": "" if n < 2 else sd, f"{name}_n": n}
     return row
 
 
@@ -107,107 +220,70 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> 
 
 
 def markdown(
-    sweep_dir: Path,
+    title: str,
+    folders: list[Path],
     jobs: list[SweepJob],
     keys: list[str],
     columns: list[str],
     rows: list[dict[str, object]],
     metric: str,
 ) -> str:
-    lines = [f"# Sweep report: `{sweep_dir}`", "", f"{sweep_counts(jobs)}. Sorted by `{metric}`, best first.", ""]
+    lines = [f"# Sweep report: {title}", "", f"{sweep_counts(jobs)}. Sorted by `{metric}`, {order_word(metric)}.", ""]
     best = jobs[0]
     if best.status == COMPLETED and metric in best.metrics:
         lines += [f"Best: {best.label(keys)}, `{metric}` = {best.metrics[metric]:.5g}.", ""]
-    optuna_file = sweep_dir / OPTUNA_RESULTS
-    if optuna_file.is_file():
+    optuna_file = folders[0] / OPTUNA_RESULTS
+    if len(folders) == 1 and optuna_file.is_file():
         found = OmegaConf.load(optuna_file)
         params = ", ".join(f"{key}={value}" for key, value in found.get("best_params", {}).items())
         lines += [f"Optuna's best trial ({OPTUNA_RESULTS}): {params}, value = {found.get('best_value')}.", ""]
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines) + "\n" + table(columns, rows)
+
+
+def group_markdown(
+    title: str, jobs: list[SweepJob], groups: list[Group], group_keys: list[str], names: list[str], metric: str
+) -> str:
+    seeds = sorted({job.overrides.get(SEED, "") for job in jobs}, key=lambda seed: (number_or_none(seed) is None, seed))
+    lines = [
+        f"# Sweep report: {title}", "",
+        f"{sweep_counts(jobs)}. {len(groups)} setting{'s' * (len(groups) != 1)} of "
+        f"{', '.join(f'`{key}`' for key in group_keys) or 'the other keys'}, each over seeds {', '.join(seeds)}: "
+        "mean ± sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
+        f"where it differs). Sorted by mean `{metric}`, {order_word(metric)}.", "",
+    ]
+    best_values, best_jobs = groups[0]
+    mean, sd, n = summary(finite_values(best_jobs, metric))
+    if n:
+        chosen = " ".join(f"{key}={value}" for key, value in zip(group_keys, best_values, strict=True)) or "all jobs"
+        lines += [f"Best: {chosen}, `{metric}` = {_mean_sd(mean, sd)} (n = {n}).", ""]
+    columns = [*group_keys, "n", *names]
+    rows = []
+    for values, group_jobs in groups:
+        completed = sum(job.status == COMPLETED for job in group_jobs)
+        row: dict[str, object] = {**dict(zip(group_keys, values, strict=True)), "n": completed}
+        for name in names:
+            mean, sd, n = summary(finite_values(group_jobs, name))
+            row[name] = "" if n == 0 else _mean_sd(mean, sd) + (f" (n={n})" if n != completed else "")
+        rows.append(row)
+    return "\n".join(lines) + "\n" + table(columns, rows)
+
+
+def table(columns: list[str], rows: list[dict[str, object]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [_cell(row.get(column, "")) for column in columns]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(row.get(column, "")) for column in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _mean_sd(mean: float, sd: float) -> str:
+    return f"{mean:.5g}" if math.isnan(sd) else f"{mean:.5g} ± {sd:.3g}"
+
+
 def _cell(value: object) -> str:
-    if isinstance(value, str) and len(value) > 8 and _number(value) is not None:
+    if isinstance(value, str) and len(value) > 8 and number_or_none(value) is not None:
         value = float(value)  # a sampled learning rate like 0.00018659959624904942 (exact in report.csv)
     text = f"{value:.5g}" if isinstance(value, float) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
-
-
-def val_curve(job_dir: Path, tag: str = METRIC) -> list[tuple[int, float]]:
-    """(epochs trained, value) of `tag` in the job's TensorBoard events; empty when the job logged none."""
-    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
-
-    points: dict[int, float] = {}
-    for events_dir in sorted({path.parent for path in Path(job_dir).rglob("events.out.tfevents.*")}):
-        events = EventAccumulator(str(events_dir), size_guidance={SCALARS: 0})  # 0: keep every point
-        events.Reload()
-        scalars = events.Tags()["scalars"]
-        if tag not in scalars:
-            continue
-        # Lightning logs `epoch` (0-based) at every step it logs a metric: after epoch e we have trained e + 1.
-        epoch_at = {event.step: int(event.value) + 1 for event in events.Scalars("epoch")} if "epoch" in scalars else {}
-        for event in events.Scalars(tag):
-            points[epoch_at.get(event.step, event.step)] = event.value
-    return sorted(points.items())
-
-
-def plot(path: Path, jobs: list[SweepJob], keys: list[str], metric: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, also on machines without a display
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    panels = max(len(keys), 1) + 1
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), squeeze=False)
-    completed = [job for job in jobs if job.status == COMPLETED and metric in job.metrics]
-    for ax, key in zip(axes[0][:-1], keys or [None], strict=True):
-        _final_vs_value(ax, completed, key, metric)
-    curves = axes[0][-1]
-    for job in sorted(jobs, key=lambda job: job.num):
-        curve = val_curve(job.dir, metric)
-        if curve:
-            style = "-" if job.status == COMPLETED else ":"
-            curves.plot(*zip(*curve, strict=True), style, marker="o", markersize=3, label=job.label(keys))
-    curves.set(xlabel="epochs trained", ylabel=metric, title=f"{metric} per epoch")
-    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if 0 < len(curves.get_lines()) <= MAX_LEGEND_ENTRIES:
-        curves.legend(fontsize="x-small")
-    title = sweep_counts(jobs)
-    for status in sorted({job.status for job in jobs} - {COMPLETED}):
-        title += f"; {status}: " + ", ".join(f"job {job.num}" for job in jobs if job.status == status)
-    fig.suptitle(title, fontsize="medium")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-
-
-def _final_vs_value(ax: object, jobs: list[SweepJob], key: str | None, metric: str) -> None:
-    """Final `metric` of each completed job against its value of `key` (against the job number without one)."""
-    labels = [job.overrides.get(key, "") if key else str(job.num) for job in jobs]
-    numbers = [_number(label) for label in labels]
-    values = [job.metrics[metric] for job in jobs]
-    if jobs and all(number is not None for number in numbers):
-        order = sorted(range(len(jobs)), key=lambda i: numbers[i])
-        ax.plot([numbers[i] for i in order], [values[i] for i in order], "o-", alpha=0.8)
-        if min(numbers) > 0 and max(numbers) / min(numbers) >= 20:
-            ax.set_xscale("log")  # learning rates, latent sizes 2..50: equal steps per factor
-    else:
-        categories = sorted(set(labels))
-        ax.scatter([categories.index(label) for label in labels], values)
-        ax.set_xticks(range(len(categories)), categories)
-    ax.set(xlabel=key or "job", ylabel=f"final {metric}", title=f"final {metric} vs {key or 'job'}")
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
 
 
 if __name__ == "__main__":

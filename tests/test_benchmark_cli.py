@@ -99,7 +99,7 @@ def test_every_row_trains_on_vae_labs_binarized_arrays(mnist_data_dir) -> None:
 def test_reference_decodes_like_vae_lab_with_the_same_weights(bench) -> None:
     import torch
 
-    from vae_lab.networks import Decoder
+    from vae_lab.networks.conv import Decoder
 
     torch.manual_seed(0)
     decoder = Decoder(latent_dim=50)

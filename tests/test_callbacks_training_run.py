@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from vae_lab.cvae import CVAE
+from vae_lab.models.cvae import CVAE
 from vae_lab.train import train
 
 TINY = ("++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1")
@@ -93,7 +93,7 @@ def test_without_a_logger_files_are_written_and_a_resumed_run_keeps_the_fixed_z(
     z_first = stored_z(checkpoint)
 
     # Resume in the same run directory with another seed: the grid must keep the checkpoint's z, not draw anew.
-    resumed = make_train_cfg("seed=2", "trainer.max_epochs=2", f"resume_ckpt={checkpoint}", *TINY)
+    resumed = make_train_cfg("seed=2", "trainer.max_epochs=2", f"ckpt_path={checkpoint}", *TINY)
     train(resumed)
     z_resumed = stored_z(checkpoint)
     assert torch.equal(z_resumed, z_first)

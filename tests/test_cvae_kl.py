@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vae_lab.cvae import CVAE
 from vae_lab.errors import VaeLabError
+from vae_lab.models.cvae import CVAE
 from vae_lab.objectives import analytic_kl
 
 

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import torch
 
-from vae_lab.datamodule import BinarizedMNIST, resolve_data_device
+from vae_lab.data.datamodule import resolve_data_device
+from vae_lab.data.mnist import BinarizedMNIST
 
 
 def test_auto_follows_a_cuda_root_device_and_stays_on_cpu_otherwise() -> None:

@@ -3,8 +3,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lab.batches import EpochPermutation, TensorBatches
-from vae_lab.datamodule import BinarizedMNIST, binarize_static
+from vae_lab.data.batches import EpochPermutation, TensorBatches
+from vae_lab.data.datamodule import binarize_static
+from vae_lab.data.mnist import BinarizedMNIST
 from vae_lab.errors import VaeLabError
 
 

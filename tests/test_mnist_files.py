@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_lab import mnist_files
+from vae_lab.data import mnist_files
+from vae_lab.data.mnist_files import OFFICIAL_MD5, ensure_mnist_files, md5_of, restricted_load, verify_md5
 from vae_lab.errors import VaeLabError
-from vae_lab.mnist_files import OFFICIAL_MD5, ensure_mnist_files, md5_of, restricted_load, verify_md5
 
 
 def copy_raw(source_data_dir: Path, target_data_dir: Path) -> Path:

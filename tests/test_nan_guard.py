@@ -10,7 +10,8 @@ import torch
 from torch import Tensor
 
 from vae_lab.callbacks.nan_guard import NanGuard, NonFiniteTrainingError
-from vae_lab.cvae import CVAE, LOGVAR_MAX, LOGVAR_MIN
+from vae_lab.models.cvae import CVAE
+from vae_lab.models.vae import LOGVAR_MAX, LOGVAR_MIN
 from vae_lab.train import train
 
 

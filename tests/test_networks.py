@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_lab.networks import PAD_BEFORE, Decoder, Encoder, one_channel_transposed_conv
+from vae_lab.networks.conv import PAD_BEFORE, Decoder, Encoder, one_channel_transposed_conv
 
 
 def test_encoder_layer_shapes_follow_keras_valid_convs() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from vae_lab.mnist_files import OFFICIAL_MD5
+from vae_lab.data.mnist_files import OFFICIAL_MD5
 from vae_lab.train import train
 
 
@@ -50,7 +50,7 @@ def test_a_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(make_tra
     first = make_train_cfg("trainer.max_epochs=1", *tiny)
     train(first)
     checkpoint = Path(first.paths.output_dir) / "checkpoints" / "last.ckpt"
-    metrics_resumed = train(make_train_cfg("trainer.max_epochs=2", f"resume_ckpt={checkpoint}", *tiny))
+    metrics_resumed = train(make_train_cfg("trainer.max_epochs=2", f"ckpt_path={checkpoint}", *tiny))
 
     assert metrics_resumed["val/elbo"] == metrics_straight["val/elbo"]  # exactly, not approximately
     weights = [torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]

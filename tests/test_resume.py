@@ -134,10 +134,10 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",
         "++ckpt_path=null",
-        f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"',
+        f'++ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
     quoted = resume_arguments([f"resume='{run_dir}'"])  # quoted as Hydra values are: resume='<dir with spaces>'
-    assert quoted[-1] == f'++resume_ckpt="{run_dir / "checkpoints" / "last.ckpt"}"'
+    assert quoted[-1] == f'++ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"'
     # Without a max_epochs of its own, a resume aims where the run's latest start aimed.
     assert "trainer.max_epochs=2" in resume_arguments([f"resume={run_dir}"])
     with pytest.raises(VaeLabError, match=r"^resume=\S+ does not exist; use resume=<run dir>"):

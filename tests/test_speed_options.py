@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from vae_lab.cvae import CVAE
 from vae_lab.errors import VaeLabError
+from vae_lab.models.cvae import CVAE
 from vae_lab.train import train
 from vae_lab.validation import validate_config
 
@@ -65,7 +65,7 @@ def test_gpu_preset_uses_bf16_and_accepts_cuda_graphs(tmp_path: Path) -> None:
 def test_default_run_reports_training_throughput_apart_from_validation(make_train_cfg) -> None:
     cfg = make_train_cfg(
         "callbacks=none",  # image callbacks are tested elsewhere; only the timing matters here
-        "+callbacks.throughput._target_=vae_lab.throughput.EpochThroughput",
+        "+callbacks.throughput._target_=vae_lab.callbacks.throughput.EpochThroughput",
         "+callbacks.throughput.warmup_steps=2",
     )
     assert cfg.model.channels_last and cfg.model.fused_adam and cfg.model.compile is None  # the defaults

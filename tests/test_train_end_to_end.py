@@ -6,7 +6,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import REPO_ROOT
-from vae_lab.cvae import CVAE
+from vae_lab.models.cvae import CVAE
 from vae_lab.train import train
 
 

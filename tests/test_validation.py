@@ -71,7 +71,7 @@ def test_a_sweep_is_checked_value_by_value_before_any_job() -> None:
 
 
 def test_the_same_rules_guard_python_callers(make_train_cfg) -> None:
-    from vae_lab.cvae import CVAE
+    from vae_lab.models.cvae import CVAE
 
     with pytest.raises(VaeLabError, match=r"^model.latent_dim=0 is not allowed; use a positive integer like 50\.$"):
         CVAE(latent_dim=0)

@@ -12,8 +12,8 @@ import torch
 
 from tests.conftest import CONF_DIR, compose_config, small_train_overrides
 from vae_lab.checkpoints import warm_start
-from vae_lab.cvae import CVAE
 from vae_lab.errors import VaeLabError
+from vae_lab.models.cvae import CVAE
 from vae_lab.preflight import check_command_line
 from vae_lab.train import train
 

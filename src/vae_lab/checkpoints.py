@@ -1,9 +1,9 @@
-"""Load a trained CVAE from its `.ckpt` file alone, and the test set binarized the way its run did.
+"""Load a trained model from its `.ckpt` file alone, and the test set its run scored.
 
 The file is read once with `torch.load(weights_only=True)` (tensors and plain values only: a checkpoint
-from someone else cannot run code on load), checked, and the model rebuilt from the saved hyper-parameters.
-That is what `CVAE.load_from_checkpoint(path, weights_only=True)` does too; we do it by hand because every way a
-file can be wrong must become one sentence naming the file and what to pass instead, not a traceback.
+from someone else cannot run code on load), checked, and the model rebuilt from the class and hyper-parameters
+it records (`VAE.on_save_checkpoint`). That is what `load_from_checkpoint(path, weights_only=True)` does too; we
+do it by hand because every way a file can be wrong must become one sentence naming the file and what to pass.
 """
 
 from __future__ import annotations
@@ -20,26 +20,28 @@ from vae_lab.errors import VaeLabError
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from vae_lab.cvae import CVAE
+    from vae_lab.models.vae import VAE
 
 WHAT_TO_PASS = "pass a .ckpt file written by `python -m vae_lab.train`, such as <run dir>/checkpoints/last.ckpt"
-# DataModule hyper-parameters that decide which test images the run scored (dynamic binarization draws with seed).
-TEST_SET_KEYS = ("binarize", "threshold", "seed")
+# Checkpoints written before models were configurable hold a CVAE on MNIST, with speed options among its hparams.
+LEGACY = {"model": "vae_lab.models.cvae.CVAE", "data": "vae_lab.data.mnist.BinarizedMNIST"}
+REMOVED_HPARAMS = ("channels_last", "fused_adam", "compile")
 
 
 class Checkpoint(NamedTuple):
-    model: CVAE  # in eval mode, on the CPU
-    data_hparams: dict[str, Any]  # the run's BinarizedMNIST hyper-parameters ({} if the run saved none)
+    model: VAE  # in eval mode, on the CPU
+    data_class: str  # the run's DataModule, as an import path
+    data_hparams: dict[str, Any]  # its hyper-parameters ({} if the run saved none)
 
 
-def read_checkpoint_dict(path: Path) -> dict[str, Any]:
+def read_checkpoint_dict(path: Path, key: str = "ckpt_path") -> dict[str, Any]:
     """The checkpoint's dictionary, read with weights_only=True; `VaeLabError` if the file is not a torch file."""
     import torch
 
     if not path.exists():
-        raise VaeLabError(f"ckpt_path={path} does not exist; {WHAT_TO_PASS}.")
+        raise VaeLabError(f"{key}={path} does not exist; {WHAT_TO_PASS}.")
     if not path.is_file():
-        raise VaeLabError(f"ckpt_path={path} is a directory, not a file; {WHAT_TO_PASS}.")
+        raise VaeLabError(f"{key}={path} is a directory, not a file; {WHAT_TO_PASS}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses anyway
@@ -47,40 +49,47 @@ def read_checkpoint_dict(path: Path) -> dict[str, Any]:
     except Exception as error:  # torch raises KeyError, EOFError, RuntimeError, UnpicklingError... on bad bytes
         if zipfile.is_zipfile(path) and "Weights only load failed" in str(error):
             raise VaeLabError(
-                f"ckpt_path={path} is a torch file holding Python objects other than tensors and plain values, "
+                f"{key}={path} is a torch file holding Python objects other than tensors and plain values, "
                 f"which vae_lab does not unpickle (weights_only=True); {WHAT_TO_PASS}."
             ) from error
-        raise VaeLabError(f"ckpt_path={path} is not a PyTorch checkpoint (torch.load cannot read it); "
+        raise VaeLabError(f"{key}={path} is not a PyTorch checkpoint (torch.load cannot read it); "
                           f"{WHAT_TO_PASS}.") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise VaeLabError(
-            f"ckpt_path={path} is a torch file but not a Lightning checkpoint (no 'state_dict' entry; a bare "
+            f"{key}={path} is a torch file but not a Lightning checkpoint (no 'state_dict' entry; a bare "
             f"state_dict lacks the hyper-parameters needed to rebuild the model); {WHAT_TO_PASS}."
         )
     return checkpoint
 
 
-def build_cvae(path: Path, checkpoint: dict[str, Any]) -> CVAE:
-    """A CVAE with the checkpoint's hyper-parameters and weights; `VaeLabError` if they are some other model's."""
-    from vae_lab.cvae import CVAE
+def build_model(path: Path, checkpoint: dict[str, Any]) -> VAE:
+    """The checkpoint's model class with its hyper-parameters and weights; `VaeLabError` if they do not fit."""
+    from hydra.utils import get_class
 
-    hparams = checkpoint.get("hyper_parameters")
-    accepted = [name for name in inspect.signature(CVAE.__init__).parameters if name != "self"]
-    if not isinstance(hparams, dict) or not hparams or set(hparams) - set(accepted):
-        found = ", ".join(map(str, hparams)) if isinstance(hparams, dict) and hparams else "none"
+    target = (checkpoint.get("vae_lab") or LEGACY)["model"]
+    try:
+        model_class = get_class(target)
+    except Exception as error:
+        raise VaeLabError(f"ckpt_path={path} holds a {target}, which cannot be imported here ({error}); put its "
+                          "module on the Python path.") from error
+    hparams = {name: value for name, value in (checkpoint.get("hyper_parameters") or {}).items()
+               if name not in REMOVED_HPARAMS or "vae_lab" in checkpoint}
+    accepted = [name for name in inspect.signature(model_class.__init__).parameters if name != "self"]
+    if not hparams or set(hparams) - set(accepted):
         raise VaeLabError(
-            f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({found}) are not CVAE's "
-            f"({', '.join(accepted)}); {WHAT_TO_PASS}."
+            f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "
+            f"are not {model_class.__name__}'s ({', '.join(accepted)}); {WHAT_TO_PASS}."
         )
     try:
-        model = CVAE(**hparams)
+        model = model_class(**hparams)
     except VaeLabError as error:
-        raise VaeLabError(f"ckpt_path={path} holds hyper-parameters CVAE refuses ({error}); {WHAT_TO_PASS}.") from error
+        raise VaeLabError(f"ckpt_path={path} holds hyper-parameters {model_class.__name__} refuses ({error}); "
+                          f"{WHAT_TO_PASS}.") from error
     problems = weight_mismatches(model.state_dict(), checkpoint["state_dict"])
     if problems:
         raise VaeLabError(
-            f"ckpt_path={path} does not hold the weights of a CVAE with {hparams} ({'; '.join(problems)}); "
-            f"{WHAT_TO_PASS}."
+            f"ckpt_path={path} does not hold the weights of a {model_class.__name__} with {hparams} "
+            f"({'; '.join(problems)}); {WHAT_TO_PASS}."
         )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
@@ -106,53 +115,56 @@ def weight_mismatches(expected: dict[str, Tensor], found: dict[str, Any]) -> lis
     return problems
 
 
-def warm_start_weights(ckpt_path: str | Path, latent_dim: int) -> dict[str, Any]:
-    """The weights in `ckpt_path` for a new run's CVAE of `latent_dim`, or `VaeLabError` in one sentence."""
-    path = Path(ckpt_path).expanduser()
-    checkpoint = read_checkpoint_dict(path)
-    hparams = checkpoint.get("hyper_parameters")
-    saved = hparams.get("latent_dim") if isinstance(hparams, dict) else None
-    if saved is None:
-        raise VaeLabError(f"ckpt_path={path} is a checkpoint of another model (no latent_dim among its "
-                          f"hyper-parameters); {WHAT_TO_PASS}.")
-    if saved != latent_dim:
-        raise VaeLabError(
-            f"ckpt_path={path} holds the weights of a CVAE with latent_dim={saved}, but model.latent_dim is "
-            f"{latent_dim}; warm-start with model.latent_dim={saved}, or from a checkpoint of that size."
-        )
-    return checkpoint["state_dict"]
-
-
-def warm_start(model: CVAE, ckpt_path: str | Path) -> None:
+def warm_start(model: VAE, ckpt_path: Path) -> None:
     """Copy the weights of `ckpt_path` into `model` (a new run: its optimizer, epochs and callbacks start fresh)."""
-    weights = warm_start_weights(ckpt_path, model.hparams.latent_dim)
+    weights = read_checkpoint_dict(ckpt_path, "warm_start_from")["state_dict"]
     problems = weight_mismatches(model.state_dict(), weights)
     if problems:
-        raise VaeLabError(f"ckpt_path={ckpt_path} does not hold the weights of this CVAE ({'; '.join(problems)}); "
-                          f"{WHAT_TO_PASS}.")
+        raise VaeLabError(f"warm_start_from={ckpt_path} does not hold the weights of this {type(model).__name__} "
+                          f"({'; '.join(problems)}); warm-start from a checkpoint of the same model and size.")
     model.load_state_dict(weights)
 
 
+def check_continues(model: VAE, ckpt_path: Path) -> None:
+    """Refuse, in one sentence, a `ckpt_path` whose weights do not fit the configured model (before training)."""
+    checkpoint = read_checkpoint_dict(ckpt_path)
+    problems = weight_mismatches(model.state_dict(), checkpoint["state_dict"])
+    if problems:
+        saved = checkpoint.get("hyper_parameters") or {}
+        raise VaeLabError(
+            f"ckpt_path={ckpt_path} holds a model with {saved} that does not fit this {type(model).__name__} "
+            f"({'; '.join(problems)}); continue it with its own config (resume=<its run dir>), or set the model "
+            "options to the checkpoint's."
+        )
+
+
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
-    """The CVAE saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
+    """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()
     checkpoint = read_checkpoint_dict(path)
     data_hparams = checkpoint.get("datamodule_hyper_parameters")
-    return Checkpoint(build_cvae(path, checkpoint), dict(data_hparams) if isinstance(data_hparams, dict) else {})
+    data_class = (checkpoint.get("vae_lab") or LEGACY).get("data", LEGACY["data"])
+    return Checkpoint(build_model(path, checkpoint), data_class,
+                      dict(data_hparams) if isinstance(data_hparams, dict) else {})
 
 
-def mnist_test_batches(
-    data_hparams: dict[str, Any], data_dir: str, batch_size: int, num_images: int | None = None
+def test_batches(
+    checkpoint: Checkpoint, data_dir: str, batch_size: int, num_images: int | None = None
 ) -> Iterator[tuple[Tensor, Tensor]]:
-    """(images, labels) batches of the first `num_images` test images (all 10,000 if None), binarized as in training.
+    """(images, labels) batches of the first `num_images` test images (all if None), binarized as in training.
 
-    Built by the run's own DataModule class, so static/dynamic binarization and its seed match what the run's
-    `test/*` metrics saw.
+    Built by the run's own DataModule class from its saved settings (a local `data_dir` replaces the run's), so
+    static/dynamic binarization matches what the run's `test/*` metrics saw.
     """
-    from vae_lab.datamodule import BinarizedMNIST
+    from hydra.utils import get_class
 
-    settings = {key: data_hparams[key] for key in TEST_SET_KEYS if key in data_hparams}
-    datamodule = BinarizedMNIST(data_dir=data_dir, eval_batch_size=batch_size, **settings)
+    settings = dict(checkpoint.data_hparams)
+    if "data_dir" in settings:
+        settings["data_dir"] = data_dir
+    settings["eval_batch_size"] = batch_size
+    data_class = get_class(checkpoint.data_class)
+    accepted = inspect.signature(data_class.__init__).parameters
+    datamodule = data_class(**{key: value for key, value in settings.items() if key in accepted})
     datamodule.prepare_data()
     datamodule.setup("test")
     remaining = num_images

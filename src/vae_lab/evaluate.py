@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor
 
-    from vae_lab.cvae import CVAE
+    from vae_lab.models.vae import VAE
 
 # Burda et al. (2016), section 5.2: a latent unit is active if its posterior mean varies across x by more than this.
 ACTIVE_UNIT_THRESHOLD = 0.01
@@ -52,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     import torch
 
-    from vae_lab.checkpoints import load_checkpoint, mnist_test_batches
+    from vae_lab.checkpoints import load_checkpoint, test_batches
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model.to(device)
@@ -63,7 +63,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     posterior_means, seen = [], 0
     expected = cfg.num_images or TEST_SIZE
     with torch.inference_mode():
-        for x, _ in mnist_test_batches(checkpoint.data_hparams, cfg.paths.data_dir, cfg.batch_size, cfg.num_images):
+        for x, _ in test_batches(checkpoint, cfg.paths.data_dir, cfg.batch_size, cfg.num_images):
             scores, mean = score_batch(model, x.to(device), cfg.iwae_samples, cfg.decode_batch, generator)
             for name, values in scores.items():
                 totals[name] = totals.get(name, 0.0) + values.double().sum().item()
@@ -81,7 +81,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def score_batch(model: CVAE, x: Tensor, k: int, decode_batch: int, generator: torch.Generator
+def score_batch(model: VAE, x: Tensor, k: int, decode_batch: int, generator: torch.Generator
                 ) -> tuple[dict[str, Tensor], Tensor]:
     """Per-image bounds for one batch (in table order) and the posterior means; draws all noise from `generator`."""
     import torch

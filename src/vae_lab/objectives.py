@@ -59,6 +59,16 @@ def analytic_elbo(x: Tensor, logits: Tensor, mean: Tensor, logvar: Tensor) -> El
     return ElboTerms(elbo=recon - kl, recon=recon, kl=kl)
 
 
+def beta_elbo(terms: ElboTerms, beta: float) -> Tensor:
+    """recon - beta * kl: the beta-VAE objective (Higgins et al. 2017, eq. 4); beta = 1 is the ELBO itself."""
+    return terms.elbo if beta == 1 else terms.recon - beta * terms.kl
+
+
+def iwae_bound(log_weights: Tensor) -> Tensor:
+    """log (1/k) sum_i w_i from log-weights (k, B): the IWAE bound (Burda et al. 2016, eq. 8); k = 1 is the ELBO."""
+    return torch.logsumexp(log_weights, dim=0) - math.log(len(log_weights))
+
+
 def log_importance_weights(x: Tensor, logits: Tensor, z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     """log p(x|z_i) + log p(z_i) - log q(z_i|x) for k samples per example: z (k, B, D), logits (k, B, ...) -> (k, B)."""
     k, batch = z.shape[:2]

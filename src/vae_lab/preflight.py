@@ -23,7 +23,7 @@ from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.validation import validate_config
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"  # the repo's conf/, shared by every entry point
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # shipped with the package; the repo's conf/ links here
 USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
 # Hydra flags that print something and exit without running the task: nothing to check.
 _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experimental_rerun")
@@ -34,8 +34,8 @@ def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) ->
     try:
         if not config_dir.is_dir():
             raise VaeLabError(
-                f"vae_lab's configs are not where it looks for them ({config_dir}): install vae_lab from its "
-                "repository checkout with `pip install -e .` (or `make setup`), which keeps conf/ beside src/."
+                f"vae_lab's configs are not where it looks for them ({config_dir}): reinstall vae_lab "
+                "(`pip install .` ships them inside the package)."
             )
         if runs_a_job(sys.argv[1:]) and any(arg.startswith("resume=") for arg in sys.argv[1:]):
             from vae_lab.resume import resume_arguments
@@ -83,10 +83,10 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
-        if runs and cfg.get("model") is not None and cfg.get("ckpt_path") and not cfg.get("resume_ckpt"):  # warm start
-            from vae_lab.checkpoints import warm_start_weights
+        if runs and cfg.get("model") is not None and cfg.get("warm_start_from"):
+            from vae_lab.checkpoints import read_checkpoint_dict
 
-            warm_start_weights(cfg.ckpt_path, cfg.model.latent_dim)
+            read_checkpoint_dict(Path(cfg.warm_start_from).expanduser(), "warm_start_from")
         if runs and cfg.get("data") is not None and cfg.get("trainer") is not None:
             check_memory(cfg)  # a batch the kernel would kill the run for: before any run dir
         if runs and cfg.get("device") == "cuda":  # evaluate/sample asked for a GPU

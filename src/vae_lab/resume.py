@@ -2,7 +2,7 @@
 
 `resume_arguments` rewrites that one argument into Hydra's own: the run's saved `.hydra/config.yaml` becomes the
 primary config, the run directory stays the run directory (`.hydra/` is left as the first start wrote it) and
-`resume_ckpt` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
+`ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
 every callback's state (e.g. the fixed sample vector). Further overrides apply on top, for this resume only,
 except `trainer.max_epochs`: without one, the run continues to the epoch count its latest start aimed for (as
 `manifest.json` recorded it), so a run extended by one resume and killed is finished by the next. A resume with
@@ -65,7 +65,7 @@ def override_value(argv: list[str], key: str) -> str | None:
 
 def planned_max_epochs(run_dir: Path) -> int | None:
     """`trainer.max_epochs` of the run's latest start: its last `manifest.json` entry, else the saved config."""
-    from vae_lab.manifest import MANIFEST
+    from vae_lab.callbacks.manifest import MANIFEST
 
     manifest = run_dir / MANIFEST
     if manifest.is_file():
@@ -84,7 +84,7 @@ def epochs_done(checkpoint: dict[str, Any]) -> int:
 def check_resume(target: str, checkpoint: dict[str, Any], argv: list[str], max_epochs: int | None) -> None:
     """Refuse a resume that has nothing to train or that changes the shape of the saved weights."""
     latent_dim = override_value(argv, "model.latent_dim")
-    saved_latent_dim = checkpoint.get("hyper_parameters", {}).get("latent_dim")
+    saved_latent_dim = (checkpoint.get("hyper_parameters") or {}).get("latent_dim")
     if latent_dim is not None and saved_latent_dim is not None and latent_dim.strip() != str(saved_latent_dim):
         raise VaeLabError(
             f"resume={target} cannot change model.latent_dim to {latent_dim}: the run's weights have latent_dim="
@@ -122,6 +122,6 @@ def resume_arguments(argv: list[str]) -> list[str]:
         *rest,
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
-        "++ckpt_path=null",  # a warm-started run's source: used once, at its first start (it may be gone since)
-        f'++resume_ckpt="{checkpoint}"',
+        "++warm_start_from=null",  # a warm-started run's source: used once, at its first start (it may be gone since)
+        f'++ckpt_path="{checkpoint}"',
     ]

@@ -31,7 +31,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     import torch
     from torchvision.utils import save_image
 
-    from vae_lab.checkpoints import load_checkpoint, mnist_test_batches
+    from vae_lab.checkpoints import load_checkpoint, test_batches
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model
@@ -46,7 +46,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     save_image(images, written[0], nrow=math.ceil(math.sqrt(cfg.n)), padding=2, pad_value=0.5)
     if pair is not None:
         last = max(pair) + 1
-        test_images = torch.cat([x for x, _ in mnist_test_batches(checkpoint.data_hparams, cfg.paths.data_dir,
+        test_images = torch.cat([x for x, _ in test_batches(checkpoint, cfg.paths.data_dir,
                                                                    batch_size=1000, num_images=last)])
         ends = test_images[list(pair)]
         with torch.no_grad():

@@ -24,6 +24,17 @@ def instantiate_group(group_cfg: DictConfig | None) -> list:
     return [instantiate(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
 
 
+def check_image_shape(model: object, datamodule: object) -> None:
+    """Refuse data whose images the model cannot take, in one sentence, before training starts."""
+    wanted, found = tuple(model.image_shape), tuple(datamodule.image_shape)
+    if wanted != found:
+        raise VaeLabError(
+            f"the data's images are {'x'.join(map(str, found))} (channels x height x width) but "
+            f"{type(model).__name__} takes {'x'.join(map(str, wanted))}; use model=mlp_vae with "
+            f"model.image_shape=[{','.join(map(str, found))}], or images of that size."
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
     from vae_lab.accelerators import check_accelerator, check_memory
@@ -37,17 +48,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import torch
     from hydra.utils import instantiate
 
-    from vae_lab.manifest import RunManifest
-    from vae_lab.resumed_curves import PurgeUnsavedEvents
-    from vae_lab.rng_state import GlobalRngState
-
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    callbacks = [*instantiate_group(cfg.get("callbacks")), RunManifest(cfg), PurgeUnsavedEvents(), GlobalRngState()]
+    check_image_shape(model, datamodule)
+    callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
     # Without a model_checkpoint callback (callbacks=none, ~callbacks.model_checkpoint) there are no checkpoints:
     # Lightning would otherwise add its own, in a folder and under a name that resume= does not know.
@@ -55,18 +63,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
         "enable_checkpointing": any(isinstance(callback, L.pytorch.callbacks.ModelCheckpoint) for callback in callbacks)
     }
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing)
-    if cfg.get("ckpt_path") and not cfg.get("resume_ckpt"):  # warm start: the weights only, as a new run
+    ckpt_path = cfg.get("ckpt_path")
+    if cfg.get("warm_start_from"):  # the weights only, as a new run
         from vae_lab.checkpoints import warm_start
 
-        if Path(cfg.paths.output_dir).resolve() in Path(cfg.ckpt_path).expanduser().resolve().parents:
+        source = Path(cfg.warm_start_from).expanduser().resolve()
+        if Path(cfg.paths.output_dir).resolve() in source.parents:
             raise VaeLabError(
-                f"ckpt_path={cfg.ckpt_path} is a checkpoint of this run's own folder, but ckpt_path starts a new run "
-                "from its weights (epoch 0, overwriting this folder's grids and checkpoints); to continue the run, "
-                "use resume=<run dir> on the command line, or resume_ckpt= from Python."
+                f"warm_start_from={cfg.warm_start_from} is a checkpoint of this run's own folder, but a warm start "
+                "is a new run from its weights (epoch 0, overwriting this folder's grids and checkpoints); to "
+                "continue the run, use resume=<run dir> or ckpt_path=<its last.ckpt>."
             )
-        warm_start(model, cfg.ckpt_path)
-    # resume: the whole training state (weights, optimizer, epoch and step counters, callbacks) of this run
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("resume_ckpt"))
+        warm_start(model, source)
+    if ckpt_path:  # Lightning's meaning: the whole training state (weights, optimizer, loops, callbacks)
+        from vae_lab.checkpoints import check_continues
+
+        check_continues(model, Path(ckpt_path).expanduser())
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path or None)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     if cfg.data.get("val_size", 0) > 0:  # the test set was held out from validation: score it once, now
         from vae_lab.evaluate import final_test

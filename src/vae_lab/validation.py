@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,28 +80,6 @@ def _is_not_a_file(value: object) -> bool:
 
 RULES: dict[str, Rule] = {
     "seed": Rule(lambda v: _is_int(v) and 0 <= v <= MAX_SEED, f"an integer from 0 to {MAX_SEED}"),
-    "model.latent_dim": positive_int(50),
-    "model.lr": Rule(lambda v: _is_number(v) and v > 0, "a positive number like 1e-4"),
-    "model.kl": one_of(KL_ESTIMATORS),
-    "model.channels_last": BOOLEAN,
-    "model.fused_adam": BOOLEAN,
-    "model.compile": Rule(
-        lambda v: v is None or v in COMPILE_MODES, "null (eager) or one of " + ", ".join(COMPILE_MODES)
-    ),
-    "data.batch_size": positive_int(100),
-    "data.eval_batch_size": positive_int(1000),
-    "data.binarize": one_of(BINARIZE_MODES),
-    "data.threshold": Rule(lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1) like 0.5"),
-    "data.val_size": Rule(
-        lambda v: _is_int(v) and 0 <= v < TRAIN_SIZE,
-        f"0 (validate on the test set, as the tutorial does) or a number of training images below {TRAIN_SIZE}",
-    ),
-    "data.shuffle": BOOLEAN,
-    "data.allow_download": BOOLEAN,
-    "data.data_device": Rule(
-        lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) is not None,
-        "auto (the GPU when training on one, else the CPU), cpu, cuda or cuda:N",
-    ),
     "trainer.max_epochs": Rule(
         lambda v: v is None or (_is_int(v) and (v >= 1 or v == -1)),
         "a positive integer like 10, -1 for no limit, or null (Lightning's default)",
@@ -166,7 +143,11 @@ def check_values(section: str, **values: object) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Check every ruled key present in a composed config; raise `VaeLabError` naming the first bad one."""
+    """Check every ruled key present in a composed config, and `model`, `data`, `callbacks`, `logger` against the
+    typed signatures of their `_target_`s (`config_checks`); raise `VaeLabError` naming the first bad one."""
+    from vae_lab.config_checks import check_config
+
+    check_config(OmegaConf.masked_copy(cfg, [key for key in ("model", "data", "callbacks", "logger") if key in cfg]))
     for key in RULES:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:
@@ -174,5 +155,5 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
         raise VaeLabError(
             f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
-            "from Python, compose the run's .hydra/config.yaml and set resume_ckpt to its checkpoints/last.ckpt."
+            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
         )

@@ -1,21 +1,38 @@
-"""Binarized MNIST as a LightningDataModule.
+"""Binarized images as a LightningDataModule: the splits, the binarization protocol and the batches.
 
-Splits: by default the tutorial's — train on all 60,000 training images and validate every epoch on the
-10,000 test images (the tutorial's "Test set ELBO"). With `val_size > 0`, that many training images are held
-out (chosen by the seed) for validation and the test set is kept for `trainer.test`.
+Subclasses say where the uint8 images come from (`load()`: train and test arrays, (N, C, H, W)); this base turns
+them into the binary data a Bernoulli VAE trains on, the same way for every source:
+
+- `binarize=static`: pixels / 255 > threshold (the TensorFlow tutorial's), for every split.
+- `binarize=dynamic` (the literature's protocol): training draws a fresh Bernoulli image every batch; validation
+  and test use one fixed stochastic binarization of their images, drawn from `binarize_seed`, *not* the run's
+  seed, so runs with different seeds are scored on the same test set, comparable with each other and with papers.
+
+Splits: by default the tutorial's — train on every training image and validate every epoch on the test images.
+With `val_size > 0`, that many training images (chosen by the seed) are held out for validation and the test set
+is kept for `trainer.test`.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+from typing import Annotated, Literal
 
 import lightning as L
 import torch
 from torch import Tensor
 
-from vae_lab.batches import EpochPermutation, TensorBatches
-from vae_lab.mnist_files import ensure_mnist_files
-from vae_lab.validation import TRAIN_SIZE, check_values
+from vae_lab.config_checks import Rule, between, positive
+from vae_lab.data.batches import EpochPermutation, TensorBatches
+
+Binarize = Literal["static", "dynamic"]
+BatchSize = Annotated[int, positive(100)]
+Threshold = Annotated[float, Rule(lambda v: 0 <= v < 1, "a number in [0, 1) like 0.5")]
+ValSize = Annotated[int, Rule(lambda v: v >= 0, "0 (validate on the test set, as the tutorial does) or a number "
+                                                "of training images to hold out")]
+Seed = Annotated[int, between(0, 2**32 - 1, f"an integer from 0 to {2**32 - 1}")]
+DataDevice = Annotated[str, Rule(lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+                                 "auto (the GPU when training on one, else the CPU), cpu, cuda or cuda:N")]
 
 
 def binarize_static(pixels: Tensor, threshold: float = 0.5) -> Tensor:
@@ -23,14 +40,9 @@ def binarize_static(pixels: Tensor, threshold: float = 0.5) -> Tensor:
     return (pixels.float() / 255.0 > threshold).float()
 
 
-def load_split(raw_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
-    """uint8 images (N, 1, 28, 28) and int64 labels (N,), read with torchvision's own IDX reader."""
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    prefix = "train" if train else "t10k"
-    images = read_image_file(str(raw_dir / f"{prefix}-images-idx3-ubyte")).unsqueeze(1)
-    labels = read_label_file(str(raw_dir / f"{prefix}-labels-idx1-ubyte")).long()
-    return images, labels
+def tensor_md5(tensor: Tensor) -> str:
+    """MD5 of a tensor's values (as uint8 when binary): names one exact test set in the run's manifest."""
+    return hashlib.md5(tensor.to(torch.uint8).cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def resolve_data_device(setting: str, root_device: torch.device | None) -> torch.device:
@@ -43,42 +55,47 @@ def resolve_data_device(setting: str, root_device: torch.device | None) -> torch
     return torch.device(setting)
 
 
-class BinarizedMNIST(L.LightningDataModule):
+class BinarizedImages(L.LightningDataModule):
+    """Base class; subclasses implement `load()` and `image_shape`, and pass these arguments on."""
+
     def __init__(
         self,
-        data_dir: str = "data",
-        batch_size: int = 100,
-        eval_batch_size: int = 1000,
-        binarize: str = "static",
-        threshold: float = 0.5,
-        val_size: int = 0,
+        batch_size: BatchSize = 100,
+        eval_batch_size: BatchSize = 1000,
+        binarize: Binarize = "static",
+        threshold: Threshold = 0.5,
+        val_size: ValSize = 0,
         shuffle: bool = True,
-        seed: int = 42,
-        allow_download: bool = True,
-        data_device: str = "auto",
+        seed: Seed = 42,
+        binarize_seed: Seed = 0,
+        data_device: DataDevice = "auto",
     ) -> None:
         super().__init__()
-        check_values(
-            "data", batch_size=batch_size, eval_batch_size=eval_batch_size, binarize=binarize, threshold=threshold,
-            val_size=val_size, shuffle=shuffle, allow_download=allow_download,
-        )
-        self.save_hyperparameters()
-        self.data_dir = Path(data_dir)
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
 
-    def prepare_data(self) -> None:
-        ensure_mnist_files(self.data_dir, allow_download=self.hparams.allow_download)
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width), known without loading every image."""
+        raise NotImplementedError
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """uint8 train images (N, C, H, W), int64 train labels (N,), and the same for the test set."""
+        raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        raw_dir = ensure_mnist_files(self.data_dir, allow_download=False)
-        train_images, train_labels = load_split(raw_dir, train=True)
-        test_images, test_labels = load_split(raw_dir, train=False)
+        hp = self.hparams
+        train_images, train_labels, test_images, test_labels = self.load()
+        if hp.val_size >= len(train_images):
+            from vae_lab.errors import VaeLabError
+
+            raise VaeLabError(f"data.val_size={hp.val_size} holds out every training image (there are "
+                              f"{len(train_images)}); use a number below {len(train_images)}, or 0.")
         test = (self._binarize(test_images, seed_offset=1), test_labels)
-        if self.hparams.val_size > 0:
-            order = torch.randperm(TRAIN_SIZE, generator=torch.Generator().manual_seed(self.hparams.seed))
-            held_out, kept = order[: self.hparams.val_size], order[self.hparams.val_size :]
+        if hp.val_size > 0:
+            order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(hp.seed))
+            held_out, kept = order[: hp.val_size], order[hp.val_size :]
             self.splits["train"] = (self._train_pixels(train_images[kept]), train_labels[kept])
             self.splits["val"] = (self._binarize(train_images[held_out], seed_offset=2), train_labels[held_out])
             self.splits["test"] = test
@@ -87,6 +104,10 @@ class BinarizedMNIST(L.LightningDataModule):
             self.splits["val"] = test
             self.splits["test"] = test
 
+    def test_set_md5(self) -> str:
+        """The MD5 of the binarized test images (after `setup`): equal for every run scored on the same test set."""
+        return tensor_md5(self.splits["test"][0])
+
     def _train_pixels(self, images: Tensor) -> Tensor:
         # Dynamic binarization keeps probabilities and draws a fresh binary image every batch.
         if self.hparams.binarize == "dynamic":
@@ -94,9 +115,10 @@ class BinarizedMNIST(L.LightningDataModule):
         return binarize_static(images, self.hparams.threshold)
 
     def _binarize(self, images: Tensor, seed_offset: int) -> Tensor:
-        # Evaluation data is binarized once (a fixed draw when dynamic) so every epoch scores the same images.
+        # Evaluation data is binarized once (a fixed draw when dynamic) so every epoch, and every run, scores the
+        # same images: the draw depends on binarize_seed only, never on the run's seed.
         if self.hparams.binarize == "dynamic":
-            generator = torch.Generator().manual_seed(self.hparams.seed + seed_offset)
+            generator = torch.Generator().manual_seed(self.hparams.binarize_seed + seed_offset)
             return torch.bernoulli(images.float() / 255.0, generator=generator)
         return binarize_static(images, self.hparams.threshold)
 

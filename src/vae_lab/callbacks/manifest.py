@@ -20,10 +20,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import vae_lab
-from vae_lab.mnist_files import OFFICIAL_MD5, md5_of
+from vae_lab.data.mnist_files import OFFICIAL_MD5, md5_of
 
 MANIFEST = "manifest.json"
-REPO_DIR = Path(__file__).resolve().parents[2]
+REPO_DIR = Path(__file__).resolve().parents[3]
 
 
 def git_state(repo_dir: Path = REPO_DIR) -> dict[str, Any]:
@@ -68,13 +68,12 @@ def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
 
 
 class RunManifest(L.Callback):
-    """Writes `manifest.json` into `cfg.paths.output_dir`, recording `cfg` resolved."""
+    """Writes `manifest.json` into `dirpath`, recording `config` (the run's model, data, trainer, seed) resolved."""
 
-    def __init__(self, cfg: DictConfig) -> None:
-        self.run_dir = Path(cfg.paths.output_dir)
-        # A config composed for tests carries Hydra's own node, which only resolves inside a Hydra job.
-        task_cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
-        self.config = OmegaConf.to_container(task_cfg, resolve=True)
+    def __init__(self, dirpath: str, config: DictConfig | dict[str, Any] | None = None) -> None:
+        self.run_dir = Path(dirpath)
+        resolved = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
+        self.config = resolved or {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -93,6 +92,10 @@ class RunManifest(L.Callback):
             },
             "data_md5": data_md5s(Path(data_dir)) if data_dir is not None else {},
         }
+        test_set_md5 = getattr(trainer.datamodule, "test_set_md5", None)
+        if test_set_md5 is not None:
+            trainer.datamodule.setup("fit")
+            record["test_set_md5"] = test_set_md5()  # the binarized test images: equal for comparable runs
         path = self.run_dir / MANIFEST
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if trainer.ckpt_path is not None and path.is_file():

@@ -1,0 +1,6 @@
+"""Encoders and decoders in pure torch (no Lightning): one file per architecture family."""
+
+from vae_lab.networks.conv import Decoder, Encoder
+from vae_lab.networks.mlp import MLPDecoder, MLPEncoder
+
+__all__ = ["Decoder", "Encoder", "MLPDecoder", "MLPEncoder"]

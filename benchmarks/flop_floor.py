@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from train_speed import BATCH, LATENT, REPO, STEPS_PER_EPOCH, machine_line, reference_run, straightforward_decode
+from train_speed import BATCH, LATENT, REPO, STEPS_PER_EPOCH, machine_line, straightforward_decode, torch_loop_run
 
 IWAE_SAMPLES, TEST_IMAGES = 5000, 10_000
 
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     peak_bf16 = best_gemm_rate(args.gemm_size, max(3, args.repeats // 4), torch.bfloat16)
     gemms = training_gemms(BATCH, LATENT)
     times = {g: gemm_seconds(g, args.repeats) for g in gemms}
-    reference = reference_run(args.data_dir, 42, args.steps, 5).images_per_s
+    reference = torch_loop_run("reference", args.data_dir, 42, args.steps, 5).images_per_s
 
     print(f"\nwork, counted by torch: {train_flop / 1e6:.1f} MFLOP per training image (forward + backward), "
           f"{decode_flop / 1e6:.2f} MFLOP per decoder pass")

@@ -85,9 +85,14 @@ def test_batches_are_slices_of_the_tensors() -> None:
     [
         ({"binarize": "maybe"}, "data.binarize='maybe' is not allowed; use one of static, dynamic."),
         ({"batch_size": -5}, "data.batch_size=-5 is not allowed"),
-        ({"val_size": 60_000}, "data.val_size=60000 is not allowed"),
+        ({"val_size": -1}, "data.val_size=-1 is not allowed"),
     ],
 )
 def test_bad_values_are_refused_in_one_sentence(kwargs: dict, message: str) -> None:
     with pytest.raises(VaeLabError, match=message.replace("(", r"\(").replace(")", r"\)")):
         BinarizedMNIST(**kwargs)
+
+
+def test_a_validation_split_of_every_training_image_is_refused(mnist_data_dir) -> None:
+    with pytest.raises(VaeLabError, match=r"^data.val_size=60000 holds out every training image \(there are 60000\)"):
+        BinarizedMNIST(data_dir=str(mnist_data_dir), val_size=60_000).setup("fit")

@@ -133,7 +133,7 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "trainer.max_epochs=5",
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",
-        "++ckpt_path=null",
+        "++warm_start_from=null",
         f'++ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]
     quoted = resume_arguments([f"resume='{run_dir}'"])  # quoted as Hydra values are: resume='<dir with spaces>'

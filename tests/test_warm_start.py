@@ -1,4 +1,4 @@
-"""`ckpt_path=` on a training run: a new run that starts from a checkpoint's weights (not a resume)."""
+"""`warm_start_from=` on a training run: a new run that starts from a checkpoint's weights (not a resume)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_the_model_gets_the_checkpoints_weights(first_run: Path) -> None:
 def test_a_warm_started_run_trains_its_own_epochs_from_zero(first_run: Path, mnist_data_dir: Path,
                                                              tmp_path: Path) -> None:
     cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", "trainer.max_epochs=2",
-                                   f"ckpt_path={first_run}"], tmp_path)
+                                   f"warm_start_from={first_run}"], tmp_path)
     train(cfg)
     checkpoint = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["epoch"] == 1 and checkpoint["global_step"] == 2 * 4  # 2 epochs of 4 batches, counted anew
@@ -54,19 +54,20 @@ def test_a_warm_start_from_the_runs_own_folder_is_refused(first_run: Path, mnist
     own = tmp_path / "checkpoints" / "last.ckpt"
     own.parent.mkdir(parents=True)
     shutil.copy(first_run, own)
-    cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", f"ckpt_path={own}"],
+    cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", f"warm_start_from={own}"],
                          tmp_path)
-    with pytest.raises(VaeLabError, match=r"is a checkpoint of this run's own folder, but ckpt_path starts a new run"):
+    with pytest.raises(VaeLabError, match=r"is a checkpoint of this run's own folder, but a warm start is a new run"):
         train(cfg)
 
 
 def test_a_checkpoint_of_another_size_or_no_file_is_refused_before_the_run(first_run: Path) -> None:
     with pytest.raises(VaeLabError) as refused:
-        check_command_line([f"ckpt_path={first_run}", "model.latent_dim=8"], CONF_DIR, "train")
+        check_command_line([f"warm_start_from={first_run}", "model.latent_dim=8"], CONF_DIR, "train")
     assert str(refused.value) == (
-        f"ckpt_path={first_run} holds the weights of a CVAE with latent_dim=50, but model.latent_dim is 8; "
-        "warm-start with model.latent_dim=50, or from a checkpoint of that size."
+        f"warm_start_from={first_run} does not hold the weights of this CVAE (wrong shape: encoder.dense.weight is "
+        "(100, 2304), not (16, 2304), encoder.dense.bias is (100,), not (16,), decoder.dense.weight is (1568, 50), "
+        "not (1568, 8)); warm-start from a checkpoint of the same model and size."
     )
     with pytest.raises(VaeLabError, match=r"^ckpt_path=\S+nope.ckpt does not exist; pass a .ckpt file"):
         check_command_line([f"ckpt_path={first_run.parent / 'nope.ckpt'}"], CONF_DIR, "train")
-    check_command_line([f"ckpt_path={first_run}"], CONF_DIR, "train")  # the right size passes
+    check_command_line([f"warm_start_from={first_run}"], CONF_DIR, "train")  # the right size passes

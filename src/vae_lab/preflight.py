@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, pick_device
@@ -83,10 +84,15 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         validate_config(cfg)
-        if runs and cfg.get("model") is not None and cfg.get("warm_start_from"):
-            from vae_lab.checkpoints import read_checkpoint_dict
+        if runs and OmegaConf.is_dict(cfg.get("model")) and "_target_" in cfg.model:
+            from vae_lab.checkpoints import check_continues, warm_start
+            from vae_lab.train import build
 
-            read_checkpoint_dict(Path(cfg.warm_start_from).expanduser(), "warm_start_from")
+            model = build(cfg.model)  # small; its own rules across values (objective and k) run before any run dir
+            if cfg.get("warm_start_from"):
+                warm_start(model, Path(cfg.warm_start_from).expanduser())
+            if cfg.get("ckpt_path"):
+                check_continues(model, Path(cfg.ckpt_path).expanduser())
         if runs and cfg.get("data") is not None and cfg.get("trainer") is not None:
             check_memory(cfg)  # a batch the kernel would kill the run for: before any run dir
         if runs and cfg.get("device") == "cuda":  # evaluate/sample asked for a GPU
@@ -136,7 +142,7 @@ def one_sentence(error: Exception, argv: list[str]) -> str:
     if key and parent is not None and hasattr(parent, "keys"):
         override = next((arg for arg in argv if _override_key(arg) in (key, *_prefixes(arg))), key)
         section = key.rsplit(".", 1)[0] if "." in key else "the root config"
-        known = ", ".join(name for name in parent.keys() if name != "hydra")
+        known = ", ".join(name for name in parent.keys() if name != "hydra" and not str(name).startswith("_"))
         return (
             f"{override} sets an unknown key {key} ({section} has: {known}); fix the spelling, "
             f"or write +{override.lstrip('+~')} to add a new key on purpose."

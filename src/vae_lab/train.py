@@ -15,13 +15,24 @@ from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 
 
-def instantiate_group(group_cfg: DictConfig | None) -> list:
-    """Instantiate every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
+def build(node: DictConfig, **kwargs: object) -> object:
+    """`hydra.utils.instantiate`, with a `VaeLabError` from the constructor passed on as itself (one sentence)."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, VaeLabError):
+            raise error.__cause__ from None
+        raise
+
+
+def instantiate_group(group_cfg: DictConfig | None) -> list:
+    """Instantiate every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
     if not group_cfg:
         return []
-    return [instantiate(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
+    return [build(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
 
 
 def check_image_shape(model: object, datamodule: object) -> None:
@@ -46,14 +57,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     import lightning as L
     import torch
-    from hydra.utils import instantiate
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    datamodule = build(cfg.data)
+    model = build(cfg.model)
     check_image_shape(model, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers = instantiate_group(cfg.get("logger"))
@@ -62,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     checkpointing = {} if "enable_checkpointing" in cfg.trainer else {
         "enable_checkpointing": any(isinstance(callback, L.pytorch.callbacks.ModelCheckpoint) for callback in callbacks)
     }
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing)
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing)
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("warm_start_from"):  # the weights only, as a new run
         from vae_lab.checkpoints import warm_start

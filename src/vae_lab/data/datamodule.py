@@ -16,6 +16,7 @@ is kept for `trainer.test`.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Annotated, Literal
 
 import lightning as L
@@ -31,7 +32,7 @@ Threshold = Annotated[float, Rule(lambda v: 0 <= v < 1, "a number in [0, 1) like
 ValSize = Annotated[int, Rule(lambda v: v >= 0, "0 (validate on the test set, as the tutorial does) or a number "
                                                 "of training images to hold out")]
 Seed = Annotated[int, between(0, 2**32 - 1, f"an integer from 0 to {2**32 - 1}")]
-DataDevice = Annotated[str, Rule(lambda v: v in ("auto", "cpu", "cuda") or v.startswith("cuda:"),
+DataDevice = Annotated[str, Rule(lambda v: re.fullmatch(r"auto|cpu|meta|mps|cuda(:\d+)?", v) is not None,
                                  "auto (the GPU when training on one, else the CPU), cpu, cuda or cuda:N")]
 
 

@@ -53,9 +53,17 @@ def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str) ->
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    from hydra._internal.utils import get_args_parser  # Hydra's own parser, so flags are read exactly alike
-
-    return get_args_parser().parse_args(argv)
+    """The command line as `@hydra.main` reads it: Hydra's documented flags (`--help` lists them) and overrides."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("overrides", nargs="*")
+    for flag, short in (("help", "-h"), ("hydra-help", None), ("version", None), ("resolve", None),
+                        ("run", "-r"), ("multirun", "-m"), ("shell-completion", "-sc")):
+        parser.add_argument(*filter(None, (f"--{flag}", short)), action="store_true")
+    for flag, short in (("cfg", "-c"), ("package", "-p"), ("config-path", "-cp"), ("config-name", "-cn"),
+                        ("config-dir", "-cd"), ("experimental-rerun", None)):
+        parser.add_argument(*filter(None, (f"--{flag}", short)))
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    return parser.parse_args(argv)
 
 
 def runs_a_job(argv: list[str]) -> bool:

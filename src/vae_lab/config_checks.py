@@ -194,3 +194,15 @@ def check_config(cfg: DictConfig, settings: Callable | None = None) -> None:
                 if OmegaConf.is_dict(entry) and "_target_" in entry:
                     check_node(f"{group}.{name}", entry)
 
+
+def build(node: DictConfig, **kwargs: object) -> object:
+    """`hydra.utils.instantiate`, with a `VaeLabError` from the constructor passed on as itself (one sentence)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, VaeLabError):
+            raise error.__cause__ from None
+        raise

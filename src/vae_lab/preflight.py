@@ -94,7 +94,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         validate_config(cfg)
         if runs and OmegaConf.is_dict(cfg.get("model")) and "_target_" in cfg.model:
             from vae_lab.checkpoints import check_continues, warm_start
-            from vae_lab.train import build
+            from vae_lab.config_checks import build
 
             model = build(cfg.model)  # small; its own rules across values (objective and k) run before any run dir
             if cfg.get("warm_start_from"):

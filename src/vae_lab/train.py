@@ -11,21 +11,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab.config_checks import build
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
-
-
-def build(node: DictConfig, **kwargs: object) -> object:
-    """`hydra.utils.instantiate`, with a `VaeLabError` from the constructor passed on as itself (one sentence)."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, VaeLabError):
-            raise error.__cause__ from None
-        raise
 
 
 def instantiate_group(group_cfg: DictConfig | None) -> list:

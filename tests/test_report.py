@@ -89,7 +89,7 @@ def test_a_seed_sweep_reports_mean_sd_and_n_per_setting_from_the_jobs_results(se
     best = rows[0]
     assert (f"Best: model.latent_dim={best['model.latent_dim']}, `val/elbo` = {float(best['val/elbo_mean']):.5g} ± "
             f"{float(best['val/elbo_sd']):.3g} (n = 3).") in text
-    header = "| model.latent_dim | n | val/elbo | train/elbo | train/loss | val/kl | val/loss | val/recon |"
+    header = "| model.latent_dim | n | val/elbo | perf/fit_s | train/elbo | train/loss | val/kl | val/loss | val/recon |"
     assert header in text and "## Jobs" in text
     for name in ("report.png", "rate_distortion.png"):
         image = (seed_sweep / name).read_bytes()
@@ -201,3 +201,22 @@ def test_rate_distortion_uses_test_metrics_when_every_job_has_them(tmp_path: Pat
 )
 def test_which_metrics_rank_lower_first(metric: str, lower: bool) -> None:
     assert lower_is_better(metric) is lower
+
+
+def test_evaluate_metrics_beside_a_jobs_checkpoints_join_its_row_and_columns_pick_what_is_shown(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # `python -m vae_lab.evaluate ckpt_path=<job>/checkpoints/last.ckpt` writes <job>/checkpoints/metrics.json.
+    sweep = tmp_path / "sweep"
+    first = fake_job(sweep / "0", ["model.latent_dim=2"], {"val/elbo": -150.0, "val/kl": 5.0})
+    fake_job(sweep / "1", ["model.latent_dim=4"], {"val/elbo": -140.0, "val/kl": 9.0})
+    (first / "checkpoints").mkdir()
+    (first / "checkpoints" / "metrics.json").write_text(json.dumps(
+        {"test/iwae": -145.5, "test/active_units": 2, "iwae_samples": 5000, "ckpt_path": "x", "test/k": {"1": 0}}))
+    assert report_main([str(sweep), "--columns", "test/iwae,test/active_units"]) == 0
+    rows = read_csv(sweep / "report.csv")
+    assert [(row["job"], row["test/iwae"], row["test/active_units"]) for row in rows] == [
+        ("1", "", ""), ("0", "-145.5", "2")]
+    assert "val/kl" not in rows[0] and "iwae_samples" not in rows[0]
+    assert report_main([str(sweep), "--columns", "test/iwea"]) == 1
+    assert "--columns test/iwea: no job recorded it; use names from test/active_units, test/iwae, val/elbo, " \
+           "val/kl." in capsys.readouterr().err

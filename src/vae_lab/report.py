@@ -62,9 +62,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the report (default: the folder, or the folders' common parent)")
     parser.add_argument("--metric", default=METRIC,
                         help=f"the metric to sort and plot by, best first (default: {METRIC})")
+    parser.add_argument("--columns", default=None, metavar="NAME,NAME",
+                        help="the metrics to show after --metric, in this order (default: every recorded one)")
     args = parser.parse_args(argv)
     try:
-        written = write_report(args.folders, args.out, args.metric)
+        columns = args.columns.split(",") if args.columns else None
+        written = write_report(args.folders, args.out, args.metric, columns)
     except VaeLabError as error:
         print_error(error)
         return 1
@@ -86,8 +89,12 @@ def order_word(metric: str) -> str:
     return "best first (lower is better)" if lower_is_better(metric) else "best first (higher is better)"
 
 
-def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, metric: str = METRIC) -> list[Path]:
-    """Write the report of the jobs in or below `folders` into `out_dir`; return the paths written."""
+def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, metric: str = METRIC,
+                 shown: Sequence[str] | None = None) -> list[Path]:
+    """Write the report of the jobs in or below `folders` into `out_dir`; return the paths written.
+
+    `shown`: the metrics shown after `metric` (default: every metric a job recorded, alphabetically).
+    """
     folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(folder) for folder in folders]
     for folder in folders:
         if not folder.is_dir():
@@ -108,11 +115,15 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
         raise VaeLabError(f"--metric {metric} is not among the metrics the jobs recorded; use one of "
                           f"{', '.join(recorded)} (ranked lower first: {', '.join(lower) or 'none'}; "
                           "the others higher first).")
+    unknown = [name for name in shown or () if name not in recorded]
+    if unknown:
+        raise VaeLabError(f"--columns {','.join(unknown)}: no job recorded {'it' if len(unknown) == 1 else 'them'}; "
+                          f"use names from {', '.join(recorded)}.")
     keys = swept_keys(jobs, searched_keys(jobs))
     in_folder_order, jobs = jobs, ranked(jobs, metric)
     out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
     out_dir.mkdir(parents=True, exist_ok=True)
-    names = metric_names(jobs, metric)
+    names = [metric, *[name for name in shown if name != metric]] if shown else metric_names(jobs, metric)
     columns = ["job", "status", *keys, *names, "error", "dir"]
     rows = [job_row(job, out_dir) for job in jobs]
     title = f"`{folders[0]}`" if len(folders) == 1 else f"{len(folders)} folders under `{out_dir}`"

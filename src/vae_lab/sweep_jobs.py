@@ -9,8 +9,10 @@ the Optuna sweeper searched over, when a sweep has a single trial). Jobs whose s
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -19,6 +21,7 @@ from vae_lab.job_result import COMPLETED, FAILED, JobResult, read_result
 
 UNFINISHED = "unfinished"  # no result.json: the job crashed hard, was killed, or is still running
 NO_RESULT = "no result.json: the job crashed, was killed or is still running"
+EVALUATE_FILE = "metrics.json"
 SEED = "seed"  # the key whose values repeat a setting rather than change it
 _ABSENT = object()
 
@@ -35,9 +38,10 @@ class SweepJob:
     def status(self) -> str:
         return self.result.status if self.result else UNFINISHED
 
-    @property
+    @cached_property
     def metrics(self) -> dict[str, float]:
-        return self.result.metrics if self.result else {}
+        """Its final metrics (result.json), and those `vae_lab.evaluate` wrote beside its checkpoints, if it ran."""
+        return {**(self.result.metrics if self.result else {}), **evaluated_metrics(self.dir)}
 
     @property
     def error(self) -> str | None:
@@ -47,6 +51,20 @@ class SweepJob:
         """`job 1 (model.latent_dim=4)`: the job's name and its values of `keys`."""
         values = setting(self, keys)
         return f"job {self.name} ({values})" if values else f"job {self.name}"
+
+
+def evaluated_metrics(job_dir: Path) -> dict[str, float]:
+    """The numbers in `<job>/checkpoints/metrics.json` (what `vae_lab.evaluate ckpt_path=<job>/checkpoints/...`
+    writes by default): `test/iwae` with k = 5000 and the active units, say, beside the run's own final metrics."""
+    path = job_dir / "checkpoints" / EVALUATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError):  # half-written by an evaluation still running, or unreadable: not a result
+        return {}
+    return {name: value for name, value in values.items()
+            if name.startswith("test/") and isinstance(value, int | float) and not isinstance(value, bool)}
 
 
 def find_jobs(*folders: Path) -> list[SweepJob]:

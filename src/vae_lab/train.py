@@ -6,6 +6,7 @@ that turns a `VaeLabError` into one sentence on stderr and a non-zero exit.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import hydra
@@ -77,8 +78,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         from vae_lab.checkpoints import check_continues
 
         check_continues(model, Path(ckpt_path).expanduser())
+    started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path or None)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    metrics["perf/fit_s"] = time.perf_counter() - started  # wall time in fit (a resumed run: since it resumed)
     if cfg.data.get("val_size", 0) > 0:  # the test set was held out from validation: score it once, now
         from vae_lab.evaluate import final_test
 

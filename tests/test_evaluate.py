@@ -1,6 +1,7 @@
 """Evaluation and sampling from a real (tiny) checkpoint, and one-sentence refusals of files that are not one."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torch import Tensor
 
 from tests.conftest import compose_config, small_train_overrides
 from vae_lab.checkpoints import load_checkpoint
@@ -74,6 +76,82 @@ def test_evaluate_writes_metrics_is_deterministic_and_iwae_beats_elbo(
     scores = [name for name in first if name.startswith("test/")]
     assert {name: second[name] for name in scores} == {name: first[name] for name in scores}
     assert third["test/elbo"] != first["test/elbo"]  # the seed does drive the sampling
+
+
+def test_k_curve_ends_at_test_iwae_rises_with_k_and_is_plotted(
+    tmp_path: Path, mnist_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A model past its first steps (the 4-batch one is still the prior, where more samples gain nothing): the fast
+    # MLP VAE for 60 batches.
+    run_dir = tmp_path / "run"
+    train(compose_config("train", [*small_train_overrides(mnist_data_dir), "model=mlp_vae", "model.latent_dim=8",
+                                   "++trainer.limit_train_batches=60", "callbacks=model_checkpoint"],
+                         run_dir))
+    metrics = evaluate(eval_cfg(run_dir / "checkpoints" / "last.ckpt", tmp_path, mnist_data_dir, "iwae_samples=150",
+                                "num_images=100", "batch_size=100", "decode_batch=10000"))
+    table = capsys.readouterr().out
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    curve = written["test/iwae_k_curve"]
+    assert list(curve) == ["1", "10", "100", "150"]  # the K_CURVE values below iwae_samples, then iwae_samples
+    assert curve["150"] == written["test/iwae"] == metrics["test/iwae"]
+    values = list(curve.values())
+    # In expectation the bound rises with k (Burda et al. 2016, theorem 1); nested estimates on 100 images may dip
+    # by estimator noise once the curve flattens, never by much, and the first samples gain whole nats.
+    assert all(later >= earlier - 0.1 for earlier, later in zip(values, values[1:], strict=False)), values
+    assert values[1] > values[0] + 1 and values[-1] > values[1], values
+    assert list(written["test/iwae_k_curve_se"]) == list(curve)
+    assert written["test/iwae_k_curve_se"]["150"] == written["test/iwae_se"]
+    assert "test/iwae k=100" in table and f"{written['test/iwae_se']:.4f}" in table
+    with Image.open(tmp_path / "iwae_k_curve.png") as plot:
+        assert plot.size == (500, 350)
+    assert (tmp_path / "iwae_k_curve.png").stat().st_size < 100_000
+
+
+def test_standard_errors_match_an_independent_computation(
+    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path
+) -> None:
+    from vae_lab.checkpoints import test_batches
+    from vae_lab.evaluate import score_batch
+
+    metrics = evaluate(eval_cfg(tiny_checkpoint, tmp_path, mnist_data_dir, "seed=5", "num_images=30",
+                                "batch_size=15", "iwae_samples=12"))
+    # The per-image values again, batch by batch with the same generator, then numpy-free textbook statistics.
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    generator = torch.Generator().manual_seed(5)
+    per_image: dict[str, list[Tensor]] = {}
+    with torch.inference_mode():
+        for x, _ in test_batches(checkpoint, str(mnist_data_dir), 15, 30):
+            scores, bounds, _ = score_batch(checkpoint.model, x, (1, 10, 12), 100, generator)
+            for name, values in [*scores.items(), *((f"k={k}", bound) for k, bound in bounds.items())]:
+                per_image.setdefault(name, []).append(values.double())
+    for name, batches in per_image.items():
+        values = torch.cat(batches)
+        assert len(values) == 30
+        se = (values.std(correction=1) / math.sqrt(len(values))).item()
+        assert se > 0
+        if name.startswith("k="):
+            assert metrics["test/iwae_k_curve_se"][name[2:]] == pytest.approx(se, rel=1e-4), name
+            assert metrics["test/iwae_k_curve"][name[2:]] == pytest.approx(values.mean().item(), rel=1e-5), name
+        else:
+            assert metrics[f"test/{name}_se"] == pytest.approx(se, rel=1e-4), name
+            assert metrics[f"test/{name}"] == pytest.approx(values.mean().item(), rel=1e-5), name
+
+
+def test_a_single_image_has_no_standard_error(tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path) -> None:
+    evaluate(eval_cfg(tiny_checkpoint, tmp_path, mnist_data_dir, "num_images=1", "iwae_samples=3"))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["test/iwae_se"] is None and written["test/elbo_se"] is None
+    assert written["test/iwae_k_curve"] == {"1": pytest.approx(written["test/iwae_k_curve"]["1"]),
+                                            "3": written["test/iwae"]}
+
+
+def test_curve_ks_are_nested_and_end_at_iwae_samples() -> None:
+    from vae_lab.evaluate import curve_ks
+
+    assert curve_ks(5000) == (1, 10, 100, 1000, 5000)
+    assert curve_ks(250) == (1, 10, 100, 250)
+    assert curve_ks(10) == (1, 10)
+    assert curve_ks(1) == (1,)
 
 
 def test_decode_batch_changes_speed_not_numbers(tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from vae_lab.objectives import (
     analytic_kl,
     importance_weighted_bound,
     monte_carlo_elbo,
+    nested_importance_weighted_bounds,
     reparameterize,
 )
 
@@ -122,3 +123,16 @@ def test_chunking_gives_the_unchunked_value_for_the_same_draws() -> None:
     for chunk_size in (1, 3, 7, 39, 1000):
         chunked = importance_weighted_bound(x, mean, logvar, decode, k, chunk_size, slicer(eps))
         assert torch.allclose(chunked, whole, rtol=0, atol=1e-4), chunk_size
+
+
+def test_nested_bounds_are_the_bound_of_the_first_k_draws_for_any_chunk_size() -> None:
+    x, mean, logvar, decode = tiny_problem(batch=5)
+    eps = torch.randn(30, 5, LATENT, generator=torch.Generator().manual_seed(6))
+    for chunk_size in (1, 4, 10, 30):
+        bounds = nested_importance_weighted_bounds(x, mean, logvar, decode, (1, 10, 12, 30), chunk_size, slicer(eps))
+        assert sorted(bounds) == [1, 10, 12, 30]
+        for k, bound in bounds.items():
+            alone = importance_weighted_bound(x, mean, logvar, decode, k, k, slicer(eps[:k]))
+            assert torch.allclose(bound, alone, rtol=0, atol=1e-4), (chunk_size, k)
+        # the largest k is exactly the plain bound with all the draws, whatever the smaller ones
+        assert torch.equal(bounds[30], importance_weighted_bound(x, mean, logvar, decode, 30, chunk_size, slicer(eps)))

@@ -2,8 +2,10 @@
 
 Scores a checkpoint on the binarized MNIST test set with the numbers papers report: the single-sample ELBO
 (the tutorial's), the ELBO with the exact Gaussian KL, and the importance-weighted bound with k samples
-(Burda et al. 2016; k = 5000 estimates log p(x)), plus the number of active latent units. Prints a table and
-writes `metrics.json` beside the checkpoint (or into `output_dir`). The same seed gives the same numbers.
+(Burda et al. 2016; k = 5000 estimates log p(x)), plus the number of active latent units. Every per-image metric
+comes with its standard error over the test images (`test/iwae_se`, ...), and the bound for k = 1, 10, 100, ... up
+to `iwae_samples` from the first k of the same samples (`test/iwae_k_curve`, drawn in `iwae_k_curve.png`). Prints a
+table and writes `metrics.json` beside the checkpoint (or into `output_dir`). The same seed gives the same numbers.
 
 `evaluate(cfg)` is a plain function (tests call it); `main` is the thin Hydra wrapper. `final_test` is what
 `train` calls to score the held-out test set once training is over.
@@ -35,6 +37,33 @@ if TYPE_CHECKING:
 
 # Burda et al. (2016), section 5.2: a latent unit is active if its posterior mean varies across x by more than this.
 ACTIVE_UNIT_THRESHOLD = 0.01
+# The k of the bound's curve over k (nested subsets of the iwae_samples draws); iwae_samples itself always ends it.
+K_CURVE = (1, 10, 100, 1000, 5000)
+
+
+class Moments:
+    """Running sum and sum of squares of per-image values (float64): their mean and its standard error."""
+
+    def __init__(self) -> None:
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, values: Tensor) -> None:
+        values = values.double()
+        self.count += len(values)
+        self.total += values.sum().item()
+        self.squares += values.square().sum().item()
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count
+
+    @property
+    def standard_error(self) -> float | None:
+        """sd / sqrt(n) with the sample sd (n - 1); None for a single image."""
+        if self.count < 2:
+            return None
+        variance = max(0.0, (self.squares - self.total**2 / self.count) / (self.count - 1))
+        return math.sqrt(variance / self.count)
 
 
 def require_ckpt_path(cfg: DictConfig, command: str) -> str:
@@ -59,34 +88,55 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     # oneDNN's transposed convolutions run ~1.5x faster on channels-last weights on CPU; the math is unchanged.
     model.decoder.to(memory_format=torch.channels_last)
     generator = torch.Generator(device).manual_seed(cfg.seed)
-    totals: dict[str, float] = {}
+    ks = curve_ks(cfg.iwae_samples)
+    moments: dict[str, Moments] = {}
+    curve = {k: Moments() for k in ks}
     posterior_means, seen = [], 0
     expected = cfg.num_images or TEST_SIZE
     with torch.inference_mode():
         for x, _ in test_batches(checkpoint, cfg.paths.data_dir, cfg.batch_size, cfg.num_images):
-            scores, mean = score_batch(model, x.to(device), cfg.iwae_samples, cfg.decode_batch, generator)
+            scores, bounds, mean = score_batch(model, x.to(device), ks, cfg.decode_batch, generator)
             for name, values in scores.items():
-                totals[name] = totals.get(name, 0.0) + values.double().sum().item()
+                moments.setdefault(name, Moments()).add(values)
+            for k, values in bounds.items():
+                curve[k].add(values)
             posterior_means.append(mean.double().cpu())
             seen += len(x)
             report_progress(seen - len(x), seen, expected, time.perf_counter() - started)
     variances = torch.cat(posterior_means).var(dim=0, correction=0)
-    metrics: dict[str, Any] = {f"test/{name}": total / seen for name, total in totals.items()}
+    metrics: dict[str, Any] = {}
+    for name, values in moments.items():
+        metrics[f"test/{name}"] = values.mean
+        metrics[f"test/{name}_se"] = values.standard_error
     metrics["test/active_units"] = int((variances > ACTIVE_UNIT_THRESHOLD).sum())
+    # JSON keys are strings; a non-finite point (diverged weights) is null, as write_metrics writes test/iwae.
+    metrics["test/iwae_k_curve"] = {str(k): finite_or_none(values.mean) for k, values in curve.items()}
+    metrics["test/iwae_k_curve_se"] = {str(k): finite_or_none(values.standard_error) for k, values in curve.items()}
     metrics.update(iwae_samples=cfg.iwae_samples, num_images=seen, seed=cfg.seed,
                    ckpt_path=str(Path(ckpt_path).resolve()), wall_time_s=round(time.perf_counter() - started, 2))
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
     write_metrics(metrics, output_dir / "metrics.json")
+    plot_k_curve(metrics, output_dir / "iwae_k_curve.png")
     print(format_table(metrics))
     return metrics
 
 
-def score_batch(model: VAE, x: Tensor, k: int, decode_batch: int, generator: torch.Generator
-                ) -> tuple[dict[str, Tensor], Tensor]:
-    """Per-image bounds for one batch (in table order) and the posterior means; draws all noise from `generator`."""
+def curve_ks(iwae_samples: int) -> tuple[int, ...]:
+    """The k of the curve: those of K_CURVE below iwae_samples, then iwae_samples (the curve's last point)."""
+    return (*(k for k in K_CURVE if k < iwae_samples), iwae_samples)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def score_batch(model: VAE, x: Tensor, ks: tuple[int, ...], decode_batch: int, generator: torch.Generator
+                ) -> tuple[dict[str, Tensor], dict[int, Tensor], Tensor]:
+    """Per-image bounds for one batch (in table order), the IWAE bound for each k of `ks` (nested subsets of the
+    max(ks) samples) and the posterior means; draws all noise from `generator`."""
     import torch
 
-    from vae_lab.objectives import analytic_elbo, importance_weighted_bound, monte_carlo_elbo, reparameterize
+    from vae_lab.objectives import analytic_elbo, monte_carlo_elbo, nested_importance_weighted_bounds, reparameterize
 
     mean, logvar = model.encode(x)
 
@@ -99,10 +149,11 @@ def score_batch(model: VAE, x: Tensor, k: int, decode_batch: int, generator: tor
     logits = model.decode(z)
     single = monte_carlo_elbo(x, logits, z, mean, logvar)
     exact = analytic_elbo(x, logits, mean, logvar)  # same z: the two ELBOs differ only in how the KL is computed
-    iwae = importance_weighted_bound(x, mean, logvar, model.decode, k, max(1, decode_batch // len(x)), draw_noise)
-    scores = {"elbo": single.elbo, "elbo_analytic": exact.elbo, "iwae": iwae, "recon": single.recon,
+    bounds = nested_importance_weighted_bounds(x, mean, logvar, model.decode, ks, max(1, decode_batch // len(x)),
+                                               draw_noise)
+    scores = {"elbo": single.elbo, "elbo_analytic": exact.elbo, "iwae": bounds[max(ks)], "recon": single.recon,
               "kl": single.kl, "kl_analytic": exact.kl}
-    return scores, mean
+    return scores, bounds, mean
 
 
 def report_progress(before: int, seen: int, expected: int, elapsed: float) -> None:
@@ -124,13 +175,37 @@ def write_metrics(metrics: dict[str, Any], path: Path) -> None:
                                indent=2, allow_nan=False) + "\n")
 
 
+def plot_k_curve(metrics: dict[str, Any], path: Path) -> None:
+    """The bound against k (log axis) with +-1 standard error bars: how far from converged test/iwae is."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    points = [(int(k), value, metrics["test/iwae_k_curve_se"][k] or 0.0)
+              for k, value in metrics["test/iwae_k_curve"].items() if value is not None]
+    figure = Figure(figsize=(5, 3.5), dpi=100)
+    FigureCanvasAgg(figure)  # Agg draws without a display and without pyplot's global state
+    axes = figure.add_subplot()
+    if points:
+        ks, values, errors = zip(*points, strict=True)
+        axes.errorbar(ks, values, yerr=errors, marker="o", capsize=3)
+    axes.set(xscale="log", xlabel="k (importance samples, nested)", ylabel="IWAE bound (nats per image)",
+             title=f"IWAE bound vs k, {metrics['num_images']} test images")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def format_table(metrics: dict[str, Any]) -> str:
-    """Two aligned columns; floats with 4 decimals (ELBOs are in nats per image)."""
-    width = max(map(len, metrics))
-    rows = [f"{'metric':<{width}}  value", f"{'-' * width}  {'-' * 12}"]
-    for name, value in metrics.items():
-        shown = f"{value:.4f}" if isinstance(value, float) and name != "wall_time_s" else str(value)
-        rows.append(f"{name:<{width}}  {shown}")
+    """Aligned columns; floats with 4 decimals (ELBOs are in nats per image), each with its standard error."""
+    rows_in = [(name, value, metrics.get(f"{name}_se")) for name, value in metrics.items()
+               if not name.endswith("_se") and not isinstance(value, dict)]
+    rows_in += [(f"test/iwae k={k}", value, metrics["test/iwae_k_curve_se"][k])
+                for k, value in metrics.get("test/iwae_k_curve", {}).items()]
+    width = max(len(name) for name, _, _ in rows_in)
+    rows = [f"{'metric':<{width}}  {'value':>12}  standard error", f"{'-' * width}  {'-' * 12}  {'-' * 14}"]
+    for name, value, error in rows_in:
+        shown = f"{value:12.4f}" if isinstance(value, float) and name != "wall_time_s" else f"{value!s:>12}"
+        rows.append(f"{name:<{width}}  {shown}" + (f"  {error:.4f}" if error is not None else ""))
     return "\n".join(rows)
 
 

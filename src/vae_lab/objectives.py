@@ -47,9 +47,14 @@ def monte_carlo_elbo(x: Tensor, logits: Tensor, z: Tensor, mean: Tensor, logvar:
     return ElboTerms(elbo=recon - kl, recon=recon, kl=kl)
 
 
+def analytic_kl_per_dimension(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean_d, exp(logvar_d)) || N(0, 1)) of each latent dimension d: (..., D), the terms `analytic_kl` sums."""
+    return 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar)
+
+
 def analytic_kl(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, diag(exp(logvar))) || N(0, I)) in closed form (Kingma & Welling 2014, appendix B)."""
-    return 0.5 * (torch.exp(logvar) + mean**2 - 1.0 - logvar).sum(dim=-1)
+    return analytic_kl_per_dimension(mean, logvar).sum(dim=-1)
 
 
 def analytic_elbo(x: Tensor, logits: Tensor, mean: Tensor, logvar: Tensor) -> ElboTerms:
@@ -92,11 +97,39 @@ def importance_weighted_bound(
     whatever k is. `decode` maps z (N, D) to logits (N, ...); `draw_noise(c)` returns the next c draws of standard
     normal noise, shaped (c, B, D): the same draws give the same bound for any chunk_size.
     """
+    return nested_importance_weighted_bounds(x, mean, logvar, decode, (num_samples,), chunk_size, draw_noise)[
+        num_samples
+    ]
+
+
+def nested_importance_weighted_bounds(
+    x: Tensor,
+    mean: Tensor,
+    logvar: Tensor,
+    decode: Callable[[Tensor], Tensor],
+    ks: tuple[int, ...],
+    chunk_size: int,
+    draw_noise: Callable[[int], Tensor],
+) -> dict[int, Tensor]:
+    """The IWAE bound for each k in `ks` from the first k of the same max(ks) samples, per example.
+
+    Nested subsets of one set of draws: the curve over k costs no decoder pass beyond the largest k, and its
+    points differ only by the samples added (Burda et al. 2016, section 5.2, plot the bound against k). The value
+    for max(ks) is exactly `importance_weighted_bound` with max(ks) samples and the same draws.
+    """
+    wanted = sorted(set(ks))
     total = torch.full_like(mean[:, 0], -math.inf)
+    bounds: dict[int, Tensor] = {}
+    num_samples = wanted[-1]
     for start in range(0, num_samples, chunk_size):
         count = min(chunk_size, num_samples - start)
         z = reparameterize(mean, logvar, draw_noise(count))  # (count, B, D) by broadcasting
         logits = decode(z.flatten(0, 1))
         logits = logits.view(count, len(x), *logits.shape[1:])
-        total = torch.logaddexp(total, torch.logsumexp(log_importance_weights(x, logits, z, mean, logvar), dim=0))
-    return total - math.log(num_samples)
+        log_weights = log_importance_weights(x, logits, z, mean, logvar)
+        for k in (k for k in wanted if start < k < start + count):  # a k inside this chunk: its first k - start
+            bounds[k] = torch.logaddexp(total, torch.logsumexp(log_weights[: k - start], dim=0)) - math.log(k)
+        total = torch.logaddexp(total, torch.logsumexp(log_weights, dim=0))
+        for k in (k for k in wanted if k == start + count):  # a k at this chunk's end: the running total itself
+            bounds[k] = total - math.log(k)
+    return bounds

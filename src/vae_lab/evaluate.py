@@ -35,8 +35,6 @@ if TYPE_CHECKING:
 
     from vae_lab.models.vae import VAE
 
-# Burda et al. (2016), section 5.2: a latent unit is active if its posterior mean varies across x by more than this.
-ACTIVE_UNIT_THRESHOLD = 0.01
 # The k of the bound's curve over k (nested subsets of the iwae_samples draws); iwae_samples itself always ends it.
 K_CURVE = (1, 10, 100, 1000, 5000)
 
@@ -81,6 +79,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     import torch
 
+    from vae_lab.callbacks.posterior import count_active_units
     from vae_lab.checkpoints import load_checkpoint, test_batches
 
     checkpoint = load_checkpoint(ckpt_path)
@@ -108,7 +107,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     for name, values in moments.items():
         metrics[f"test/{name}"] = values.mean
         metrics[f"test/{name}_se"] = values.standard_error
-    metrics["test/active_units"] = int((variances > ACTIVE_UNIT_THRESHOLD).sum())
+    metrics["test/active_units"] = count_active_units(variances)
     # JSON keys are strings; a non-finite point (diverged weights) is null, as write_metrics writes test/iwae.
     metrics["test/iwae_k_curve"] = {str(k): finite_or_none(values.mean) for k, values in curve.items()}
     metrics["test/iwae_k_curve_se"] = {str(k): finite_or_none(values.standard_error) for k, values in curve.items()}

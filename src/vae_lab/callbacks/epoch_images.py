@@ -13,14 +13,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import save_image
 
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 from vae_lab.errors import VaeLabError
 from vae_lab.validation import check_values
+
+
+def figure_image(figure: Figure) -> Tensor:
+    """A matplotlib figure drawn once with the Agg backend into a (3, H, W) image in [0, 1]."""
+    canvas = FigureCanvasAgg(figure)  # Agg draws without a display and without pyplot's global state
+    figure.tight_layout()
+    canvas.draw()
+    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
+    return rgba[..., :3].permute(2, 0, 1).float() / 255.0
 
 
 def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:

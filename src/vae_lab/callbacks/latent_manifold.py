@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.distributions import Normal
 from torchvision.utils import make_grid
 
-from vae_lab.callbacks.epoch_images import EpochImageCallback, validation_images
+from vae_lab.callbacks.epoch_images import EpochImageCallback, figure_image, validation_images
 from vae_lab.validation import check_values
 
 
@@ -42,15 +40,11 @@ def first_two_coordinates(means: Tensor) -> tuple[Tensor, tuple[str, str]]:
 def scatter_image(points: Tensor, labels: Tensor, axis_names: tuple[str, str], title: str) -> Tensor:
     """A matplotlib scatter coloured by digit, drawn once with the Agg backend into a (3, H, W) image in [0, 1]."""
     figure = Figure(figsize=(5.5, 5), dpi=80)
-    canvas = FigureCanvasAgg(figure)  # Agg draws without a display and without pyplot's global state
     axes = figure.add_subplot()
     dots = axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", vmin=-0.5, vmax=9.5, s=4)
     figure.colorbar(dots, ax=axes, ticks=range(10), label="digit")
     axes.set(xlabel=axis_names[0], ylabel=axis_names[1], title=title)
-    figure.tight_layout()
-    canvas.draw()
-    rgba = torch.from_numpy(np.asarray(canvas.buffer_rgba()).copy())
-    return rgba[..., :3].permute(2, 0, 1).float() / 255.0
+    return figure_image(figure)
 
 
 class LatentManifold(EpochImageCallback):

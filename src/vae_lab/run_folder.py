@@ -1,0 +1,69 @@
+"""One run, one folder: a new run or sweep never writes into a folder that already holds one.
+
+Default folder names carry microseconds (conf/hydra/default.yaml), so they do not collide; an explicit
+`hydra.run.dir=X` / `hydra.sweep.dir=X` that already holds a run or a sweep is refused by `OneRunPerFolder`, a
+Hydra callback whose `on_run_start` / `on_multirun_start` run before Hydra creates the folder. Continuing the run
+that lives there (`resume=X`, or `ckpt_path=` one of its checkpoints) is what that folder is for, and is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from vae_lab.errors import print_error
+
+# What a vae_lab run or sweep leaves in its folder (Hydra's `.hydra/` and `multirun.yaml`, vae_lab's own files).
+RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
+SWEEP_MARKERS = ("multirun.yaml", "optuna.db")
+
+
+def holds_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in RUN_MARKERS)
+
+
+def holds_sweep(folder: Path) -> bool:
+    return any((folder / name).exists() for name in SWEEP_MARKERS) or (
+        folder.is_dir() and any(holds_run(job) for job in folder.iterdir() if job.is_dir())
+    )
+
+
+def continues_run(config: DictConfig, run_dir: Path) -> bool:
+    """True when the run continues a checkpoint kept in `run_dir` (what `resume=<run dir>` spells)."""
+    ckpt_path = config.get("ckpt_path")
+    return bool(ckpt_path) and run_dir.resolve() in Path(str(ckpt_path)).expanduser().resolve().parents
+
+
+def refusal(kind: str, folder: Path, key: str) -> str:
+    resume = f"resume={folder}" if kind == "run" else f"resume={folder}/<job number> for one of its jobs"
+    return (
+        f"{key}={folder} already holds a {kind}; to continue it use {resume}, to keep it and start anew pick a "
+        f"new folder (or leave {key} out), to replace it delete it first (rm -r {folder})."
+    )
+
+
+class OneRunPerFolder(Callback):
+    """Refuse, in one sentence and with exit code 2, a run or sweep into a folder that holds another one."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
+        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP rank Lightning started into rank 0's fresh folder
+            return
+        run_dir = Path(str(config.hydra.run.dir))
+        if holds_run(run_dir) and not continues_run(config, run_dir):
+            _refuse(refusal("run", run_dir, "hydra.run.dir"))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        if holds_sweep(sweep_dir):
+            _refuse(refusal("sweep", sweep_dir, "hydra.sweep.dir"))
+
+
+def _refuse(message: str) -> None:
+    from vae_lab.preflight import USAGE_EXIT
+
+    print_error(message)
+    # SystemExit passes through Hydra's callback guard (which catches Exception) and sets the exit code.
+    raise SystemExit(USAGE_EXIT)

@@ -1,0 +1,72 @@
+"""One run, one folder: default folders never collide, an explicit folder holding a run or sweep is refused."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from tests.conftest import CONF_DIR
+from tests.test_sweeps import TINY  # tiny jobs with checkpoints
+
+RUN_DIR_PATTERN = re.compile(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$")
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vae_lab.train", *args], capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in sorted(folder.rglob("*"))}
+
+
+def test_two_runs_started_in_the_same_second_get_different_folders() -> None:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        dirs = [compose(config_name="train", return_hydra_config=True).hydra.run.dir for _ in range(2)]
+    assert all(RUN_DIR_PATTERN.search(path) for path in dirs), dirs
+    assert dirs[0] != dirs[1]  # microseconds in the time part, even when the seconds agree
+
+
+def test_a_second_run_into_the_same_explicit_folder_is_refused_and_resume_continues_it(
+    tmp_path: Path, mnist_data_dir: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    first = train(*TINY, f"paths.data_dir={mnist_data_dir}", f"hydra.run.dir={run_dir}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = snapshot(run_dir)
+
+    second = train(*TINY, "model.latent_dim=4", f"paths.data_dir={mnist_data_dir}", f"hydra.run.dir={run_dir}")
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"error: hydra.run.dir={run_dir} already holds a run; to continue it use resume={run_dir}, to keep it and "
+        "start anew pick a new folder (or leave hydra.run.dir out), to replace it delete it first "
+        f"(rm -r {run_dir}).\n"
+    )
+    assert snapshot(run_dir) == before  # nothing written, nothing touched
+
+    resumed = train(f"resume={run_dir}", "trainer.max_epochs=2")  # continuing the run there is what it is for
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert '"status": "completed"' in (run_dir / "result.json").read_text()
+
+
+def test_a_sweep_into_an_existing_sweep_folder_is_refused(tmp_path: Path, mnist_data_dir: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "model.latent_dim=2", *TINY, f"paths.data_dir={mnist_data_dir}", f"hydra.sweep.dir={sweep_dir}"]
+    first = train(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"sweep {sweep_dir}: 1 job: 1 completed" in first.stdout
+    before = snapshot(sweep_dir)
+
+    second = train(*args[:1], "model.latent_dim=2,4", *args[2:])
+    assert second.returncode == 2
+    assert second.stderr == (
+        f"error: hydra.sweep.dir={sweep_dir} already holds a sweep; to continue it use resume={sweep_dir}/<job "
+        "number> for one of its jobs, to keep it and start anew pick a new folder (or leave hydra.sweep.dir out), "
+        f"to replace it delete it first (rm -r {sweep_dir}).\n"
+    )
+    assert snapshot(sweep_dir) == before

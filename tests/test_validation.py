@@ -94,13 +94,45 @@ MORE_BAD_INPUTS = {
     ),
     "trainer.precision=foo": (
         "trainer.precision='foo' is not allowed; use null (32-true) or one of 32-true, 32, bf16-mixed, bf16, "
-        "16-mixed, 16, bf16-true, 16-true, 64-true, 64, transformer-engine, transformer-engine-float16."
+        "16-mixed, 16, bf16-true, 16-true, transformer-engine, transformer-engine-float16 (not 64-true: vae_lab's "
+        "models and data are float32)."
     ),
     "++trainer.limit_train_batches=-1": (
-        "trainer.limit_train_batches=-1 is not allowed; use a number of batches (an integer, 0 or more) or a "
-        "fraction of them from 0.0 to 1.0."
+        "trainer.limit_train_batches=-1 is not allowed; use a number of batches (an integer, 1 or more) or a "
+        "fraction of them above 0.0 up to 1.0 (0 trains nothing)."
+    ),
+    "++trainer.limit_train_batches=0": (
+        "trainer.limit_train_batches=0 is not allowed; use a number of batches (an integer, 1 or more) or a "
+        "fraction of them above 0.0 up to 1.0 (0 trains nothing)."
+    ),
+    "trainer.precision=64": (
+        "trainer.precision=64 is not allowed; use null (32-true) or one of 32-true, 32, bf16-mixed, bf16, "
+        "16-mixed, 16, bf16-true, 16-true, transformer-engine, transformer-engine-float16 (not 64-true: vae_lab's "
+        "models and data are float32)."
     ),
 }
+# Keys added to the Trainer with +/++ are checked against lightning.Trainer's signature, with the nearest name.
+TRAINER_NAMES = ("accelerator, strategy, devices, num_nodes, precision, logger, callbacks, fast_dev_run, max_epochs, "
+                 "min_epochs, max_steps, min_steps, max_time, limit_train_batches")
+
+
+@pytest.mark.parametrize(
+    ("override", "start"),
+    [
+        ("++trainer.limit_trian_batches=20", "trainer.limit_trian_batches is not a setting of "
+         "lightning.pytorch.trainer.trainer.Trainer; did you mean trainer.limit_train_batches? it takes: "),
+        ("+trainer.gpus=1", "trainer.gpus is not a setting of lightning.pytorch.trainer.trainer.Trainer; did you "
+         "mean trainer.devices? it takes: "),
+    ],
+)
+def test_unknown_trainer_keys_are_refused_with_the_nearest_name_and_no_folder(
+    override: str, start: str, tmp_path: Path
+) -> None:
+    done = run_cli(tmp_path, override)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: {start}{TRAINER_NAMES}")
+    assert done.stderr.count("\n") == 1 and done.stderr.endswith(".\n")
+    assert list(tmp_path.iterdir()) == []  # no run folder
 
 
 @pytest.mark.parametrize("override", list(MORE_BAD_INPUTS))

@@ -148,8 +148,12 @@ def _target_name(target: Callable) -> str:
     return f"{target.__module__}.{target.__qualname__}"
 
 
-def check_node(prefix: str, node: DictConfig, target: Callable | None = None) -> None:
-    """Check every key of a config node against the signature of its `_target_` (or of `target`)."""
+def check_node(prefix: str, node: DictConfig, target: Callable | None = None, values: bool = True,
+               renamed: Mapping[str, str] | None = None) -> None:
+    """Check every key of a config node against the signature of its `_target_` (or of `target`).
+
+    `values=False` checks the names only; `renamed` maps names the target no longer takes to their replacement.
+    """
     from hydra.utils import get_method
 
     if target is None:
@@ -163,10 +167,12 @@ def check_node(prefix: str, node: DictConfig, target: Callable | None = None) ->
         if str(key).startswith("_"):
             continue
         if key not in named and "**" not in named:
-            near = difflib.get_close_matches(str(key), list(named), n=1)
+            near = [renamed[key]] if key in (renamed or {}) else difflib.get_close_matches(str(key), list(named), n=1)
             hint = f"did you mean {prefix}.{near[0]}? " if near else ""
             raise VaeLabError(f"{prefix}.{key} is not a setting of {_target_name(target)}; {hint}"
                               f"it takes: {', '.join(named)}.")
+        if not values:
+            continue
         try:
             value = node[key]
         except OmegaConfBaseException:  # e.g. ${hydra:runtime.output_dir} outside a Hydra job

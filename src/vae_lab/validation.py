@@ -26,9 +26,13 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile 
 TRAIN_SIZE = 60_000  # images in MNIST's official training set
 TEST_SIZE = 10_000  # and in its test set
 GIF_PACINGS = ("tutorial", "every")  # the tutorial's thinning of frames, or every grid
-# What lightning.Trainer(precision=...) accepts (Lightning 2.x), as written in a config or on the command line.
-PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true", "64-true", "64",
+# What lightning.Trainer(precision=...) accepts (Lightning 2.x), as written in a config or on the command line,
+# except 64-bit: Lightning makes the weights float64 but the images and the callbacks' latent vectors stay float32.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true",
               "transformer-engine", "transformer-engine-float16")
+# Trainer arguments of Lightning 1.x that users still type, and the 2.x argument that replaced them.
+RENAMED_TRAINER_KEYS = {"gpus": "devices", "tpu_cores": "devices", "ipus": "devices", "auto_select_gpus": "devices",
+                        "resume_from_checkpoint": "ckpt_path", "weights_save_path": "default_root_dir"}
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
@@ -88,8 +92,12 @@ RULES: dict[str, Rule] = {
     "trainer.devices": Rule(_is_devices, "a positive integer, -1 (all), auto, or a list of device ids"),
     "trainer.num_nodes": positive_int(1),
     "trainer.precision": Rule(lambda v: v is None or str(v) in PRECISIONS,
-                              "null (32-true) or one of " + ", ".join(PRECISIONS)),
-    "trainer.limit_train_batches": BATCH_LIMIT,
+                              "null (32-true) or one of " + ", ".join(PRECISIONS)
+                              + " (not 64-true: vae_lab's models and data are float32)"),
+    "trainer.limit_train_batches": Rule(  # 0 would train nothing and end `completed` with no metrics
+        lambda v: v is None or (BATCH_LIMIT.accepts(v) and v > 0),
+        "a number of batches (an integer, 1 or more) or a fraction of them above 0.0 up to 1.0 (0 trains nothing)",
+    ),
     "trainer.limit_val_batches": BATCH_LIMIT,
     "trainer.limit_test_batches": BATCH_LIMIT,
     "trainer.check_val_every_n_epoch": Rule(lambda v: v is None or (_is_int(v) and v >= 1),
@@ -145,9 +153,12 @@ def check_values(section: str, **values: object) -> None:
 def validate_config(cfg: DictConfig) -> None:
     """Check every ruled key present in a composed config, and `model`, `data`, `callbacks`, `logger` against the
     typed signatures of their `_target_`s (`config_checks`); raise `VaeLabError` naming the first bad one."""
-    from vae_lab.config_checks import check_config
+    from vae_lab.config_checks import check_config, check_node
 
     check_config(OmegaConf.masked_copy(cfg, [key for key in ("model", "data", "callbacks", "logger") if key in cfg]))
+    trainer = cfg.get("trainer")
+    if OmegaConf.is_dict(trainer) and "_target_" in trainer:  # names only (e.g. a key added with +/++): values below
+        check_node("trainer", trainer, values=False, renamed=RENAMED_TRAINER_KEYS)
     for key in RULES:
         value = OmegaConf.select(cfg, key, default=_ABSENT)
         if value is not _ABSENT:

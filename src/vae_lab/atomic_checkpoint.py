@@ -2,15 +2,13 @@
 
 Lightning's default writer truncates the target and writes into it (through a temporary file in the system's
 temp folder, which `shutil.move` copies when that is another filesystem), so a kill during the save can leave a
-corrupt `last.ckpt`. Here the bytes go to a temporary file in the same directory, are fsync'ed, and
-`os.replace` swaps the file in one step (atomic on POSIX and Windows). Loading defaults to
+corrupt `last.ckpt`. Here the bytes go through `atomic_files.atomic_write` (a temporary file in the same
+directory, fsync'ed, swapped in by `os.replace`; a full disk is one sentence naming the file). Loading defaults to
 `torch.load(weights_only=True)`: tensors and plain containers only, no arbitrary code from a file.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,22 +16,12 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from vae_lab.atomic_files import atomic_write
+
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """`torch.save(obj, path)`, but readers only ever see the previous file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a run's files are read by others, e.g. TensorBoard
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(obj, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(Path(path), lambda stream: torch.save(obj, stream))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -24,6 +24,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab.accelerators import pick_device
+from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 from vae_lab.validation import TEST_SIZE, validate_config
@@ -76,6 +77,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
     validate_config(cfg)  # the command line did it already; Python callers get the same sentences
     device = pick_device(cfg.device)
+    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
+    check_writable(output_dir)  # before the (up to an hour of) scoring, not after it
 
     import torch
 
@@ -113,10 +116,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics["test/iwae_k_curve_se"] = {str(k): finite_or_none(values.standard_error) for k, values in curve.items()}
     metrics.update(iwae_samples=cfg.iwae_samples, num_images=seen, seed=cfg.seed,
                    ckpt_path=str(Path(ckpt_path).resolve()), wall_time_s=round(time.perf_counter() - started, 2))
-    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
+    print(format_table(metrics), flush=True)  # printed first: a write that fails loses nothing computed
     write_metrics(metrics, output_dir / "metrics.json")
     plot_k_curve(metrics, output_dir / "iwae_k_curve.png")
-    print(format_table(metrics))
     return metrics
 
 
@@ -169,9 +171,8 @@ def write_metrics(metrics: dict[str, Any], path: Path) -> None:
     if bad:
         print(f"warning: {', '.join(f'{name}={metrics[name]}' for name in bad)}: the checkpoint's weights give "
               f"non-finite values (did its run diverge?); written as null to {path}.", file=sys.stderr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({name: None if name in bad else value for name, value in metrics.items()},
-                               indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps({name: None if name in bad else value for name, value in metrics.items()},
+                                       indent=2, allow_nan=False) + "\n")
 
 
 def plot_k_curve(metrics: dict[str, Any], path: Path) -> None:
@@ -191,7 +192,7 @@ def plot_k_curve(metrics: dict[str, Any], path: Path) -> None:
              title=f"IWAE bound vs k, {metrics['num_images']} test images")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    atomic_write(path, lambda stream: figure.savefig(stream, format="png"))
 
 
 def format_table(metrics: dict[str, Any]) -> str:

@@ -9,9 +9,10 @@ for status and final metrics, so a job never has to be judged from half-written 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from vae_lab.atomic_files import atomic_write_text
 
 RESULT_FILE = "result.json"
 COMPLETED, FAILED = "completed", "failed"
@@ -26,12 +27,7 @@ class JobResult:
 
 def write_result(run_dir: Path, result: JobResult) -> Path:
     """Write `result` to `<run_dir>/result.json` atomically: a reader sees the old file or the whole new one."""
-    path = Path(run_dir) / RESULT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{RESULT_FILE}.{os.getpid()}")
-    partial.write_text(json.dumps(asdict(result), indent=2, sort_keys=True) + "\n")
-    os.replace(partial, path)
-    return path
+    return atomic_write_text(Path(run_dir) / RESULT_FILE, json.dumps(asdict(result), indent=2, sort_keys=True) + "\n")
 
 
 def read_result(run_dir: Path) -> JobResult | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import statistics
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from vae_lab.atomic_files import atomic_write_text
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.job_result import COMPLETED
 from vae_lab.report_figures import number_or_none, plot_groups, plot_jobs, plot_rate_distortion
@@ -152,7 +154,7 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
             written.append(rate_distortion)
             text += (f"\nRate–distortion: `{rate_distortion.name}` (rate = `{stage}/kl`, distortion = "
                      f"−`{stage}/recon`, one point per completed job).\n")
-    written[written.index(out_dir / "report.md")].write_text(text)
+    atomic_write_text(written[written.index(out_dir / "report.md")], text)
     return written
 
 
@@ -224,10 +226,11 @@ def group_row(group: Group, group_keys: list[str], names: list[str]) -> dict[str
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def markdown(

@@ -16,6 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab.atomic_files import atomic_write, check_writable
 from vae_lab.errors import exit_on_user_error
 from vae_lab.evaluate import require_ckpt_path
 from vae_lab.preflight import CONFIG_DIR, run
@@ -37,13 +38,14 @@ def sample(cfg: DictConfig) -> list[Path]:
     model = checkpoint.model
     generator = torch.Generator().manual_seed(cfg.seed)
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
-    output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(output_dir)
     z = torch.randn(cfg.n, model.hparams.latent_dim, generator=generator)
     images = model.sample(z)
     if cfg.binary:
         images = torch.bernoulli(images, generator=generator)
     written = [output_dir / "samples.png"]
-    save_image(images, written[0], nrow=math.ceil(math.sqrt(cfg.n)), padding=2, pad_value=0.5)
+    atomic_write(written[0], lambda stream: save_image(images, stream, format="png", nrow=math.ceil(math.sqrt(cfg.n)),
+                                                       padding=2, pad_value=0.5))
     if pair is not None:
         last = max(pair) + 1
         test_images = torch.cat([x for x, _ in test_batches(checkpoint, cfg.paths.data_dir,
@@ -55,7 +57,8 @@ def sample(cfg: DictConfig) -> list[Path]:
         path_images = model.sample((1 - weights) * mean[0] + weights * mean[1])
         row = torch.cat([ends[:1], path_images, ends[1:]])
         written.append(output_dir / "interpolation.png")
-        save_image(row, written[1], nrow=len(row), padding=2, pad_value=0.5)
+        atomic_write(written[1], lambda stream: save_image(row, stream, format="png", nrow=len(row), padding=2,
+                                                           pad_value=0.5))
     for path in written:
         print(f"wrote {path}")
     return written

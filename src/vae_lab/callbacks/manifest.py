@@ -8,10 +8,8 @@ record and appends one entry per resume to `resumes`.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 import vae_lab
+from vae_lab.atomic_files import atomic_write_text
 from vae_lab.data.mnist_files import OFFICIAL_MD5, md5_of
 
 MANIFEST = "manifest.json"
@@ -60,11 +59,7 @@ def versions() -> dict[str, str]:
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a run's files are read by others, e.g. TensorBoard
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2, default=str)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
 
 
 class RunManifest(L.Callback):

@@ -187,8 +187,8 @@ def test_a_batch_too_large_for_the_memory_is_refused_before_the_run(make_train_c
     with pytest.raises(VaeLabError) as refused:
         check_memory(make_train_cfg("data.batch_size=60000"), available=16e9)
     assert str(refused.value) == (
-        "data.batch_size=60000 needs about 29 GB of memory to train on the CPU (~0.46 MB per image of a batch), "
-        "more than the 16 GB available; use a smaller batch, like 100."
+        "data.batch_size=60000 needs about 29 GB of memory on the CPU (estimated: 1.1 GB + 0.46 MB per image made at "
+        "once), more than the 16 GB available; use a smaller value (its default fits easily)."
     )
     with pytest.raises(VaeLabError, match=r"needs about 16 GB .*, in each of 2 processes\), more than the 15 GB"):
         check_memory(make_train_cfg("data.batch_size=15000", "trainer.devices=2"), available=15e9)
@@ -215,3 +215,39 @@ def test_hydra_flag_mistakes_get_one_sentence_with_the_fix(tmp_path: Path, capsy
         f"error: vae_lab's configs are not where it looks for them ({tmp_path / 'conf'}): reinstall vae_lab "
         "(`pip install .` ships them inside the package).\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("override", "gigabytes"),
+    [("callbacks.latent_manifold.grid_size=1000", 241), ("callbacks.sample_grid.num_samples=1000000", 241)],
+)
+def test_every_size_setting_of_a_run_is_checked_by_the_one_estimate(make_train_cfg, override, gigabytes) -> None:
+    from vae_lab.accelerators import check_memory
+
+    with pytest.raises(VaeLabError) as refused:
+        check_memory(make_train_cfg(override), available=16e9)
+    assert str(refused.value) == (
+        f"{override} needs about {gigabytes} GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at "
+        "once), more than the 16 GB available; use a smaller value (its default fits easily)."
+    )
+    check_memory(make_train_cfg(), available=16e9)  # the defaults fit
+
+
+def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("vae_lab.accelerators.available_memory_bytes", lambda: 16e9)
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", "n=100000"]) == (
+        "n=100000 needs about 25 GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at once), more "
+        "than the 16 GB available; use a smaller value (its default fits easily)."
+    )
+    done = subprocess.run([sys.executable, "-m", "vae_lab.sample", f"ckpt_path={tmp_path / 'x.ckpt'}", "n=100000000"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: n=100000000 needs about 24001 GB of memory")
+    assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
+
+
+def sentence_for_sample(argv: list[str]) -> str | None:
+    try:
+        check_command_line(argv, CONF_DIR, "sample")
+    except Exception as error:
+        return one_sentence(error, argv)
+    return None

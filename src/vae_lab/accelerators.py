@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import VaeLabError
 
@@ -49,24 +50,56 @@ def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> float | Non
     return int(line.split()[1]) * 1024.0
 
 
-def check_memory(cfg: DictConfig, available: float | None = None) -> None:
-    """Refuse a training batch too large for this machine's memory on the CPU (the kernel would kill the run)."""
-    batch, trainer = cfg.data.batch_size, cfg.trainer
-    available = available_memory_bytes() if available is None else available
-    processes = trainer.get("devices") if isinstance(trainer.get("devices"), int) and trainer.devices > 0 else 1
-    needed = processes * (BASE_BYTES + batch * BYTES_PER_BATCH_IMAGE)
-    if available is None or needed <= available:
-        return
-    accelerator = str(trainer.get("accelerator", "auto"))
-    if accelerator in HARDWARE_NAMES:
-        return
-    if accelerator == "auto":
+# Decoding images at once (prior samples, the latent manifold's grid): ~0.24 MB per image on the CPU (measured:
+# `python -m vae_lab.sample n=100000` reached 24 GB before the kernel's OOM killer ended it).
+BYTES_PER_DECODED_IMAGE = 0.24e6
+# Every size a user can type that allocates in proportion: (config key, images it makes at once, bytes per image).
+SIZES: tuple[tuple[str, Callable[[int], int], float], ...] = (
+    ("data.batch_size", lambda batch: batch, BYTES_PER_BATCH_IMAGE),
+    ("callbacks.sample_grid.num_samples", lambda n: n, BYTES_PER_DECODED_IMAGE),
+    ("callbacks.latent_manifold.grid_size", lambda size: size * size, BYTES_PER_DECODED_IMAGE),
+    ("n", lambda n: n, BYTES_PER_DECODED_IMAGE),  # python -m vae_lab.sample n=...
+)
+
+
+def estimate_bytes(cfg: DictConfig) -> tuple[str, float, float] | None:
+    """The size setting of `cfg` that needs the most memory on the CPU: (key, bytes for all processes, per image)."""
+    trainer = cfg.get("trainer") or {}
+    devices = trainer.get("devices")
+    processes = devices if isinstance(devices, int) and devices > 0 else 1
+    estimates = []
+    for key, images, per_image in SIZES:
+        value = OmegaConf.select(cfg, key, default=None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            estimates.append((key, processes * (BASE_BYTES + images(value) * per_image), per_image))
+    return max(estimates, key=lambda estimate: estimate[1], default=None)
+
+
+def runs_on_cpu(cfg: DictConfig) -> bool:
+    """False where the big tensors live in a GPU's own memory (not checked here)."""
+    device = str(cfg.get("device", (cfg.get("trainer") or {}).get("accelerator", "auto")))
+    if device in (*HARDWARE_NAMES, "cuda"):
+        return False
+    if device == "auto":
         import torch
 
-        if torch.cuda.is_available():
-            return
+        return not torch.cuda.is_available()
+    return True
+
+
+def check_memory(cfg: DictConfig, available: float | None = None) -> None:
+    """Refuse, before any work, a size setting whose tensors would not fit in this machine's memory on the CPU (the
+    kernel's OOM killer would end the process, or someone else's on a shared machine)."""
+    estimate = estimate_bytes(cfg)
+    available = available_memory_bytes() if available is None else available
+    if estimate is None or available is None or estimate[1] <= available or not runs_on_cpu(cfg):
+        return
+    key, needed, per_image = estimate
+    value = OmegaConf.select(cfg, key)
+    devices = (cfg.get("trainer") or {}).get("devices")
+    each = f", in each of {devices} processes" if isinstance(devices, int) and devices > 1 else ""
     raise VaeLabError(
-        f"data.batch_size={batch} needs about {needed / 1e9:.0f} GB of memory to train on the CPU (~0.46 MB per "
-        f"image of a batch{f', in each of {processes} processes' if processes > 1 else ''}), more than the "
-        f"{available / 1e9:.0f} GB available; use a smaller batch, like 100."
+        f"{key}={value} needs about {needed / 1e9:.0f} GB of memory on the CPU (estimated: {BASE_BYTES / 1e9:.1f} GB + "
+        f"{per_image / 1e6:.2f} MB per image made at once{each}), more than the {available / 1e9:.0f} GB available; "
+        "use a smaller value (its default fits easily)."
     )

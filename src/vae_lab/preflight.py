@@ -101,8 +101,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
                 warm_start(model, Path(cfg.warm_start_from).expanduser())
             if cfg.get("ckpt_path"):
                 check_continues(model, Path(cfg.ckpt_path).expanduser())
-        if runs and cfg.get("data") is not None and cfg.get("trainer") is not None:
-            check_memory(cfg)  # a batch the kernel would kill the run for: before any run dir
+        if runs:
+            check_memory(cfg)  # a size the kernel would kill the process for: before any run dir or work
         if runs and cfg.get("device") == "cuda":  # evaluate/sample asked for a GPU
             pick_device("cuda")
         if runs and str(cfg.get("trainer", {}).get("accelerator")) in HARDWARE_NAMES:  # asks torch when it matters

@@ -251,3 +251,17 @@ def sentence_for_sample(argv: list[str]) -> str | None:
     except Exception as error:
         return one_sentence(error, argv)
     return None
+
+
+@pytest.mark.parametrize("entry_point", ["train", "evaluate", "sample"])
+def test_more_threads_than_cores_are_refused_and_every_entry_point_takes_threads(entry_point, tmp_path) -> None:
+    from vae_lab.accelerators import usable_cpus
+
+    cores = usable_cpus()
+    checkpoint = [] if entry_point == "train" else [f"ckpt_path={tmp_path / 'x.ckpt'}"]
+    done = subprocess.run([sys.executable, "-m", f"vae_lab.{entry_point}", *checkpoint, "threads=1000"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr == (f"error: threads=1000 is more than the {cores} CPU cores this process may use; use null "
+                           f"(torch's default) or a number from 1 to {cores}.\n")
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,6 +40,28 @@ def pick_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise VaeLabError("device=cuda needs a CUDA GPU, but torch finds none on this machine; use device=cpu.")
     return name
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, as under SLURM or taskset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def check_threads(threads: int | None) -> None:
+    cores = usable_cpus()
+    if threads is not None and threads > cores:
+        raise VaeLabError(f"threads={threads} is more than the {cores} CPU cores this process may use; use null "
+                          f"(torch's default) or a number from 1 to {cores}.")
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's intra-op threads for this process (`threads=`; null keeps torch's default), at most its cores."""
+    check_threads(threads)
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> float | None:

@@ -20,7 +20,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, pick_device
+from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, check_threads, pick_device
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.validation import validate_config
 
@@ -101,6 +101,8 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
                 warm_start(model, Path(cfg.warm_start_from).expanduser())
             if cfg.get("ckpt_path"):
                 check_continues(model, Path(cfg.ckpt_path).expanduser())
+        if runs and not args.multirun:  # a sweep's jobs may run on other machines (SLURM): checked there
+            check_threads(cfg.get("threads"))
         if runs:
             check_memory(cfg)  # a size the kernel would kill the process for: before any run dir or work
         if runs and cfg.get("device") == "cuda":  # evaluate/sample asked for a GPU

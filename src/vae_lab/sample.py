@@ -16,7 +16,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.accelerators import check_memory
+from vae_lab.accelerators import check_memory, set_threads
 from vae_lab.atomic_files import atomic_write, check_writable
 from vae_lab.errors import exit_on_user_error
 from vae_lab.evaluate import require_ckpt_path
@@ -29,6 +29,7 @@ def sample(cfg: DictConfig) -> list[Path]:
     ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
     validate_config(cfg)  # the command line did it already; Python callers get the same sentences
     check_memory(cfg)  # n images decoded at once
+    set_threads(cfg.get("threads"))
     pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))
 
     import torch

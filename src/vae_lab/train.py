@@ -37,7 +37,7 @@ def check_image_shape(model: object, datamodule: object) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
-    from vae_lab.accelerators import check_accelerator, check_memory
+    from vae_lab.accelerators import check_accelerator, check_memory, set_threads
     from vae_lab.validation import validate_config
 
     validate_config(cfg)
@@ -45,10 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_memory(cfg)
 
     import lightning as L
-    import torch
 
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
+    set_threads(cfg.get("threads"))  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data)

@@ -120,7 +120,7 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\n")
     with pytest.raises(VaeLabError, match=r"cannot be resumed: the run kept no checkpoints \(its config has no "
-                                          r"callbacks.model_checkpoint\)"):
+                                          r"callbacks.last_checkpoint\)"):
         find_run(str(run_dir))
     (run_dir / ".hydra" / "config.yaml").write_text("seed: 1\ncallbacks:\n  model_checkpoint: {}\n")
     with pytest.raises(VaeLabError, match=r"has no checkpoints/last.ckpt yet"):

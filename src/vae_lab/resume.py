@@ -44,10 +44,10 @@ def find_run(target: str) -> tuple[Path, Path]:
         )
     if not checkpoint.is_file():
         callbacks = OmegaConf.load(run_dir / SAVED_CONFIG).get("callbacks") or {}
-        if "model_checkpoint" not in callbacks:
+        if not {"model_checkpoint", "last_checkpoint"} & set(callbacks):
             raise VaeLabError(
                 f"resume={target} cannot be resumed: the run kept no checkpoints (its config has no "
-                "callbacks.model_checkpoint); start a new run, with the default callbacks to be able to resume it."
+                "callbacks.last_checkpoint); start a new run, with the default callbacks to be able to resume it."
             )
         raise VaeLabError(
             f"resume={target} has no {CHECKPOINT} yet (the run stopped before its first epoch ended); "

@@ -1,0 +1,82 @@
+"""Every model, objective and dataset choice survives a SIGKILL mid-epoch: resume, then evaluate and sample it."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import compose_config
+from tests.test_resume import load, scalars, start
+from vae_lab.evaluate import evaluate
+from vae_lab.sample import sample
+
+EPOCHS = 2
+CHOICES = {
+    "mlp_vae-dynamic": ["model=mlp_vae", "data.binarize=dynamic"],
+    "iwae": ["objective=iwae", "model.k=3"],
+    "beta": ["objective=beta", "model.beta=0.5"],
+    "images": ["data=images", "data.test_size=100"],  # data.path is added below: an .npz of 28x28 uint8 images
+}
+
+
+def kill_mid_epoch_then_resume(run_dir: Path, marker: Path, overrides: list[str]) -> None:
+    first = start(
+        "accelerator=cpu", f"hydra.run.dir={run_dir}", f"trainer.max_epochs={EPOCHS}",
+        "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1", "data.eval_batch_size=100",
+        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "~callbacks.latent_manifold",
+        "~callbacks.reconstructions", "callbacks.gif.pacing=every", *overrides,
+        "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
+    )
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "the run never reached the middle of epoch 1"
+        time.sleep(0.1)
+    first.kill()
+    first.wait()
+    assert load(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0  # only epoch 0 was complete when killed
+    resumed = start(f"resume={run_dir}")
+    output, _ = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, output
+
+
+@pytest.mark.parametrize("choice", CHOICES, ids=list(CHOICES))
+def test_a_killed_run_of_each_choice_resumes_then_evaluates_and_samples(
+        tmp_path: Path, mnist_data_dir: Path, choice: str) -> None:
+    overrides = [f"paths.data_dir={mnist_data_dir}", *CHOICES[choice]]
+    if choice == "images":
+        images = (np.random.default_rng(0).random((400, 28, 28)) * 255).astype(np.uint8)
+        np.savez(tmp_path / "images.npz", images=images)
+        overrides += [f"data.path={tmp_path / 'images.npz'}", "data.batch_size=50"]
+    run_dir = tmp_path / "run"
+    kill_mid_epoch_then_resume(run_dir, tmp_path / "paused", overrides)
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    after = load(last)
+    assert (after["epoch"], after["global_step"]) == (EPOCHS - 1, 3 * EPOCHS), (run_dir / "train.log").read_text()
+    for tag in ("val/elbo", "val/loss"):
+        steps = [step for step, _ in scalars(run_dir, tag)]
+        assert len(steps) == EPOCHS == len(set(steps)), (tag, steps)  # one value per epoch across the kill
+    # The resumed run kept its own choice: the checkpoint is of the chosen model and objective.
+    hparams = after["hyper_parameters"]
+    for override in CHOICES[choice]:
+        key, value = override.split("=")
+        if key.startswith("model."):
+            assert str(hparams[key.removeprefix("model.")]) == value
+    if choice == "mlp_vae-dynamic":
+        assert after["vae_lab"]["model"] == "vae_lab.models.mlp_vae.MLPVAE"
+    if choice == "images":
+        assert after["vae_lab"]["data"] == "vae_lab.data.images.ImageFiles"
+
+    metrics = evaluate(compose_config("eval", [f"ckpt_path={last}", "iwae_samples=8", "num_images=50",
+                                               f"paths.data_dir={mnist_data_dir}", f"output_dir={tmp_path / 'e'}"],
+                                      tmp_path / "e"))
+    assert metrics["num_images"] == 50
+    assert math.isfinite(metrics["test/iwae"]) and metrics["test/iwae"] >= metrics["test/elbo"] - 5
+    written = sample(compose_config("sample", [f"ckpt_path={last}", "n=4", f"output_dir={tmp_path / 's'}",
+                                               f"paths.data_dir={mnist_data_dir}"], tmp_path / "s"))
+    assert written[0].is_file() and written[0].stat().st_size > 0

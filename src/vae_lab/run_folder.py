@@ -19,6 +19,8 @@ from vae_lab.errors import print_error
 # What a vae_lab run or sweep leaves in its folder (Hydra's `.hydra/` and `multirun.yaml`, vae_lab's own files).
 RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
 SWEEP_MARKERS = ("multirun.yaml", "optuna.db")
+# A DDP process other than the global rank 0 (a rank Lightning started, another node, a SLURM task) shares its folder.
+RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
 
 
 def holds_run(folder: Path) -> bool:
@@ -49,7 +51,7 @@ class OneRunPerFolder(Callback):
     """Refuse, in one sentence and with exit code 2, a run or sweep into a folder that holds another one."""
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
-        if os.environ.get("LOCAL_RANK", "0") != "0":  # a DDP rank Lightning started into rank 0's fresh folder
+        if any(os.environ.get(name, "0") != "0" for name in RANK_VARIABLES):  # joins the run rank 0 starts there
             return
         run_dir = Path(str(config.hydra.run.dir))
         if holds_run(run_dir) and not continues_run(config, run_dir):

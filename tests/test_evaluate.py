@@ -181,7 +181,10 @@ def test_sample_writes_a_64_image_grid_and_an_interpolation(
     grid = Image.open(samples)
     assert grid.size == (8 * 28 + 9 * 2, 8 * 28 + 9 * 2)  # 8 x 8 digits with 2-pixel borders
     assert set(grid.convert("L").getdata()) <= {0, 127, 128, 255}  # binary draws on a grey border
-    assert Image.open(interpolation).size == (7 * 28 + 8 * 2, 28 + 2 * 2)  # two test digits around 5 steps
+    row = Image.open(interpolation)
+    assert row.size == (7 * 28 + 8 * 2, 28 + 2 * 2)  # two test digits around 5 steps
+    steps = [row.convert("L").crop((2 + i * 30, 2, 30 + i * 30, 30)) for i in range(1, 6)]  # the 5 decoded cells
+    assert all(set(cell.getdata()) <= {0, 255} for cell in steps)  # binary=true draws the interpolation too
 
 
 def test_load_checkpoint_rebuilds_the_trained_model(tiny_checkpoint: Path) -> None:

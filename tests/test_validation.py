@@ -245,9 +245,19 @@ def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path
     assert done.stderr.count("\n") == 1 and list(tmp_path.iterdir()) == []
 
 
-def sentence_for_sample(argv: list[str]) -> str | None:
+@pytest.mark.parametrize(("override", "gigabytes"), [("decode_batch=100000", 25), ("batch_size=100000", 25)])
+def test_evaluate_batch_sizes_are_checked_by_the_one_estimate(override, gigabytes, monkeypatch) -> None:
+    monkeypatch.setattr("vae_lab.accelerators.available_memory_bytes", lambda: 16e9)
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", override], "eval") == (
+        f"{override} needs about {gigabytes} GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at "
+        "once), more than the 16 GB available; use a smaller value (its default fits easily)."
+    )
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt"], "eval") is None  # the defaults fit
+
+
+def sentence_for_sample(argv: list[str], config_name: str = "sample") -> str | None:
     try:
-        check_command_line(argv, CONF_DIR, "sample")
+        check_command_line(argv, CONF_DIR, config_name)
     except Exception as error:
         return one_sentence(error, argv)
     return None

@@ -82,6 +82,9 @@ SIZES: tuple[tuple[str, Callable[[int], int], float], ...] = (
     ("callbacks.sample_grid.num_samples", lambda n: n, BYTES_PER_DECODED_IMAGE),
     ("callbacks.latent_manifold.grid_size", lambda size: size * size, BYTES_PER_DECODED_IMAGE),
     ("n", lambda n: n, BYTES_PER_DECODED_IMAGE),  # python -m vae_lab.sample n=...
+    # python -m vae_lab.evaluate: images encoded at once, and latent samples decoded per decoder call
+    ("batch_size", lambda batch: batch, BYTES_PER_DECODED_IMAGE),
+    ("decode_batch", lambda n: n, BYTES_PER_DECODED_IMAGE),
 )
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.accelerators import pick_device, set_threads
+from vae_lab.accelerators import check_memory, pick_device, set_threads
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
@@ -77,6 +77,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
     validate_config(cfg)  # the command line did it already; Python callers get the same sentences
     device = pick_device(cfg.device)
+    check_memory(cfg)  # images encoded and decoded at once (batch_size, decode_batch)
     set_threads(cfg.get("threads"))
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
     check_writable(output_dir)  # before the (up to an hour of) scoring, not after it

@@ -1,7 +1,8 @@
 """`python -m vae_lab.sample ckpt_path=PATH [n=64] [binary=true] [interpolate=[i,j]] [output_dir=DIR] [seed=S]`.
 
 Draws z ~ N(0, I), decodes it with the checkpoint's decoder and writes a grid PNG (`samples.png`, beside the
-checkpoint by default) of pixel probabilities, or of one Bernoulli draw per pixel with `binary=true`. With
+checkpoint by default) of pixel probabilities, or of one Bernoulli draw per pixel with `binary=true` (the
+interpolation too). With
 `interpolate=[i,j]` it also writes `interpolation.png`: test images i and j at the ends of a row of decodings
 along the straight line between their posterior means.
 
@@ -58,6 +59,8 @@ def sample(cfg: DictConfig) -> list[Path]:
             mean, _ = model.encode(ends)
         weights = torch.linspace(0.0, 1.0, cfg.steps).unsqueeze(1)
         path_images = model.sample((1 - weights) * mean[0] + weights * mean[1])
+        if cfg.binary:  # the same kind of picture as samples.png: one Bernoulli draw per pixel
+            path_images = torch.bernoulli(path_images, generator=generator)
         row = torch.cat([ends[:1], path_images, ends[1:]])
         written.append(output_dir / "interpolation.png")
         atomic_write(written[1], lambda stream: save_image(row, stream, format="png", nrow=len(row), padding=2,

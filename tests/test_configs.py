@@ -92,3 +92,18 @@ def test_user_facing_keys_and_any_trainer_argument_override(tmp_path: Path) -> N
     assert cfg.seed == 7 and cfg.data.seed == 7
     assert cfg.trainer.max_epochs == 3 and cfg.trainer.limit_train_batches == 40
     assert cfg.trainer.accelerator == "gpu"  # the direct override wins over the accelerator preset
+
+
+@pytest.mark.parametrize("config_name", ["train", "eval", "sample"])
+def test_mnist_has_one_home_whatever_the_working_directory(config_name, tmp_path: Path, monkeypatch) -> None:
+    # Started from another folder, or with hydra.job.chdir=true, a run used to build a 53 MB MNIST copy there.
+    monkeypatch.delenv("VAE_LAB_DATA_DIR", raising=False)
+    homes = set()
+    for folder in (tmp_path / "a", tmp_path / "b"):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        cfg = compose_config(config_name, ["hydra.job.chdir=true"], folder / "run")
+        homes.add(Path(cfg.paths.data_dir).expanduser())
+    assert homes == {Path.home() / ".cache" / "vae_lab" / "data"}
+    monkeypatch.setenv("VAE_LAB_DATA_DIR", str(tmp_path / "mine"))
+    assert compose_config(config_name, [], tmp_path / "run").paths.data_dir == str(tmp_path / "mine")

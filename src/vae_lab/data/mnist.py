@@ -40,7 +40,7 @@ class BinarizedMNIST(BinarizedImages):
         super().__init__(batch_size, eval_batch_size, binarize, threshold, val_size, shuffle, seed, binarize_seed,
                          data_device)
         self.save_hyperparameters()
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).expanduser()
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -183,6 +183,25 @@ def test_a_resume_with_nothing_to_train_or_other_weights_is_refused(tmp_path: Pa
                 if arg.startswith("trainer.max_epochs=")]
 
 
+def test_a_corrupt_last_ckpt_is_called_corrupt_and_the_newest_intact_one_is_offered(tmp_path: Path) -> None:
+    run_dir = fake_run(tmp_path / "run", epochs_done=2, max_epochs=3)
+    last, intact = run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "epoch_001.ckpt"
+    shutil.copy(last, intact)
+    os.utime(intact, (time.time() - 60, time.time() - 60))  # older than last.ckpt, as Lightning leaves them
+    last.write_bytes(last.read_bytes()[:200])  # cut short, as by a full disk or an unfinished copy
+    with pytest.raises(VaeLabError) as refused:
+        resume_arguments([f"resume={run_dir}"])
+    assert str(refused.value) == (
+        f"resume={run_dir}: {last} is corrupt (truncated or damaged; torch.load cannot read it); the newest intact "
+        f"checkpoint of the run is {intact} (2 epochs done): continue from it with resume={intact}."
+    )
+    assert resume_arguments([f"resume={intact}"])[-1] == f'++ckpt_path="{intact}"'  # and that command works
+    intact.unlink()
+    with pytest.raises(VaeLabError, match=r"is corrupt \(truncated or damaged; torch.load cannot read it\), and no "
+                                          r"intact checkpoint is left beside it; start the run anew.$"):
+        resume_arguments([f"resume={run_dir}"])
+
+
 def test_a_warm_started_run_resumes_without_its_source_checkpoint(tmp_path: Path) -> None:
     # The saved config names the warm start's source, which may be gone by now; a resume never reads it.
     run_dir = fake_run(tmp_path / "run", epochs_done=1, max_epochs=2)

@@ -28,6 +28,10 @@ LEGACY = {"model": "vae_lab.models.cvae.CVAE", "data": "vae_lab.data.mnist.Binar
 REMOVED_HPARAMS = ("channels_last", "fused_adam", "compile")
 
 
+class CorruptCheckpoint(VaeLabError):
+    """A torch file that was cut short or damaged (a full disk, a copy that did not finish, a bad sector)."""
+
+
 class Checkpoint(NamedTuple):
     model: VAE  # in eval mode, on the CPU
     data_class: str  # the run's DataModule, as an import path
@@ -52,6 +56,11 @@ def read_checkpoint_dict(path: Path, key: str = "ckpt_path") -> dict[str, Any]:
                 f"{key}={path} is a torch file holding Python objects other than tensors and plain values, "
                 f"which vae_lab does not unpickle (weights_only=True); {WHAT_TO_PASS}."
             ) from error
+        with path.open("rb") as stream:
+            if stream.read(4) == b"PK\x03\x04":  # a torch (zip) file whose end is missing or damaged
+                raise CorruptCheckpoint(f"{key}={path} is corrupt: a torch file that is truncated or damaged "
+                                        "(torch.load cannot read it); use another checkpoint of its run, such as an "
+                                        "epoch_NNN.ckpt beside it.") from error
         raise VaeLabError(f"{key}={path} is not a PyTorch checkpoint (torch.load cannot read it); "
                           f"{WHAT_TO_PASS}.") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):

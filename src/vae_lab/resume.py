@@ -98,10 +98,28 @@ def check_resume(target: str, checkpoint: dict[str, Any], argv: list[str], max_e
         )
 
 
+def read_intact(target: str, checkpoint: Path) -> dict[str, Any]:
+    """The checkpoint's dictionary; if it is corrupt, one sentence naming the newest intact one to resume from."""
+    from vae_lab.checkpoints import CorruptCheckpoint, read_checkpoint_dict
+
+    try:
+        return read_checkpoint_dict(checkpoint, "resume")
+    except CorruptCheckpoint as error:
+        damaged = f"resume={target}: {checkpoint} is corrupt (truncated or damaged; torch.load cannot read it)"
+        for other in sorted(checkpoint.parent.glob("*.ckpt"), key=lambda path: path.stat().st_mtime, reverse=True):
+            try:
+                epochs = epochs_done(read_checkpoint_dict(other, "resume")) if other != checkpoint else None
+            except VaeLabError:
+                continue
+            if epochs is not None:
+                done = f"{epochs} epoch{'' if epochs == 1 else 's'} done"
+                raise VaeLabError(f"{damaged}; the newest intact checkpoint of the run is {other} ({done}): "
+                                  f"continue from it with resume={other}.") from error
+        raise VaeLabError(f"{damaged}, and no intact checkpoint is left beside it; start the run anew.") from error
+
+
 def resume_arguments(argv: list[str]) -> list[str]:
     """Replace `resume=X` in a command line by the Hydra arguments that continue run X in place."""
-    from vae_lab.checkpoints import read_checkpoint_dict
-
     argument = next(arg for arg in argv if arg.startswith("resume="))
     target = argument.split("=", 1)[1]
     if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'
@@ -115,7 +133,7 @@ def resume_arguments(argv: list[str]) -> list[str]:
         max_epochs = planned
     else:
         max_epochs = int(requested) if re.fullmatch(r"-?\d+", requested.strip()) else None  # else: validation says
-    check_resume(target, read_checkpoint_dict(checkpoint), rest, max_epochs)
+    check_resume(target, read_intact(target, checkpoint), rest, max_epochs)
     return [
         f"--config-path={run_dir / SAVED_CONFIG.parent}",
         f"--config-name={SAVED_CONFIG.stem}",

@@ -15,6 +15,8 @@ import pytest
 import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.conftest import CONF_DIR, REPO_ROOT
 from vae_lab.errors import VaeLabError
@@ -25,7 +27,8 @@ EPOCHS = 2
 
 
 def start(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # the pause callback lives in tests/
+    # The pause callback lives in tests/; a PYTHONPATH of the caller's (e.g. a source checkout) stays behind it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.Popen(
         [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -85,6 +88,15 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
     pngs = sorted(path.name for path in run_dir.glob("image_at_epoch_*.png"))
     assert pngs == [f"image_at_epoch_{epoch:04d}.png" for epoch in range(EPOCHS + 1)]
     assert iio.imread(run_dir / "training.gif", index=None).shape[0] == EPOCHS + 1
+
+    # HPARAMS: each start's session (one per events file) carries the first start's overrides, not the resume's.
+    starts = [hparams_metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content).hparams
+              for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+              for event in EventFileLoader(str(events)).Load() for value in event.summary.value
+              if value.tag == hparams_metadata.SESSION_START_INFO_TAG]
+    assert len(starts) == 2 and all(hparams["callbacks.gif.pacing"].string_value == "every" for hparams in starts)
+    assert all(hparams["trainer.limit_train_batches"].number_value == 3 and "ckpt_path" not in hparams
+               for hparams in starts)
 
     # The run's own record is kept: the first start's overrides, and the manifest notes the resume.
     overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())

@@ -1,6 +1,7 @@
 """Swept values next to final metrics in TensorBoard's HPARAMS tab, for comparing the jobs of a sweep.
 
-Each run records one session: its hyperparameters at fit start, and at the end whether it finished or failed.
+Each run records one session: its hyperparameters at fit start, and at the end whether it finished or failed; a
+resumed run records its first start's hyperparameters again (kept in the checkpoint), not the resume's overrides.
 The hyperparameters are the model's and the data's constructor arguments plus every command-line override
 (the values a sweeper chose included), so every job of a sweep carries the same keys. No experiment summary is
 written: with none present, TensorBoard builds the table from all sessions under `--logdir` and shows, as
@@ -38,9 +39,19 @@ class HparamsSummary(Callback):
     ) -> None:
         self.overrides = list(overrides)
         self.exclude = tuple(exclude)
+        self.first_start: dict[str, HparamValue] | None = None  # restored from the checkpoint on a resume
+
+    def state_dict(self) -> dict[str, object]:
+        return {"first_start": self.first_start}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        self.first_start = state_dict.get("first_start")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        hparams = run_hparams(pl_module, trainer.datamodule, self.overrides)
+        # A resumed run's own overrides are `resume=`'s (ckpt_path, max_epochs): it keeps the first start's instead.
+        if self.first_start is None:
+            self.first_start = run_hparams(pl_module, trainer.datamodule, self.overrides)
+        hparams = self.first_start
         start = SessionStartInfo(start_time_secs=time.time())
         for key, value in hparams.items():
             if not self._excluded(key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -114,6 +115,33 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
         f"is {EPOCHS}; add trainer.max_epochs=N with N > {EPOCHS} to train it further."
     )
     assert (run_dir / "result.json").read_text() == result and '"completed"' in result
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_records_interrupted_and_prints_the_resume_command(
+    stop: signal.Signals, tmp_path: Path, mnist_data_dir: Path
+) -> None:
+    run_dir, marker = tmp_path / "run", tmp_path / "paused"
+    run = start(
+        "accelerator=cpu", f"paths.data_dir={mnist_data_dir}", f"hydra.run.dir={run_dir}", "trainer.max_epochs=2",
+        "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1", "data.eval_batch_size=100",
+        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "logger=none",
+        "~callbacks.latent_manifold", "~callbacks.reconstructions", "~callbacks.gif", "~callbacks.posterior",
+        "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
+        "+callbacks.pause.seconds=2",  # SIGTERM is acted on at the next batch (Lightning's own handler)
+    )
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert run.poll() is None, run.stdout.read()
+        assert time.monotonic() < deadline, "the run never reached the middle of epoch 1"
+        time.sleep(0.1)
+    run.send_signal(stop)
+    output, _ = run.communicate(timeout=120)
+    assert run.returncode == 128 + stop
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "interrupted"
+    name = "SIGTERM" if stop == signal.SIGTERM else "SIGINT (Ctrl-C)"
+    assert output.strip().splitlines()[-1] == f"interrupted by {name}; continue with: python -m vae_lab.train " \
+                                              f"resume={run_dir}"
 
 
 def fake_run(run_dir: Path, epochs_done: int, max_epochs: int, latent_dim: int = 50) -> Path:

@@ -2,8 +2,9 @@
 
 `python -m vae_lab.train` writes it when training ends (status `completed`, the final logged metrics) and, in a
 sweep, when a job fails with a `VaeLabError` (status `failed`, the one-sentence error). A run directory without
-the file crashed, was killed, or is still running. The sweep summary and `vae_lab.report` read only this file
-for status and final metrics, so a job never has to be judged from half-written TensorBoard events.
+the file crashed, was killed (SIGKILL), or is still running; Ctrl-C and SIGTERM record `interrupted`. The sweep
+summary and `vae_lab.report` read only this file for status and final metrics, so a job never has to be judged
+from half-written TensorBoard events.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from pathlib import Path
 from vae_lab.atomic_files import atomic_write_text
 
 RESULT_FILE = "result.json"
-COMPLETED, FAILED = "completed", "failed"
+COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 
 
 @dataclass(frozen=True)
 class JobResult:
-    status: str  # COMPLETED or FAILED
+    status: str  # COMPLETED, FAILED or INTERRUPTED (Ctrl-C, SIGTERM)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab.job_result import COMPLETED, FAILED, JobResult, read_result
+from vae_lab.job_result import COMPLETED, FAILED, INTERRUPTED, JobResult, read_result
 
 UNFINISHED = "unfinished"  # no result.json: the job crashed hard, was killed, or is still running
 NO_RESULT = "no result.json: the job crashed, was killed or is still running"
@@ -170,6 +170,7 @@ def setting(job: SweepJob, keys: list[str]) -> str:
 
 def sweep_counts(jobs: list[SweepJob]) -> str:
     """`3 jobs: 2 completed, 1 failed`."""
-    counts = {status: sum(job.status == status for job in jobs) for status in (COMPLETED, FAILED, UNFINISHED)}
+    statuses = (COMPLETED, FAILED, INTERRUPTED, UNFINISHED)
+    counts = {status: sum(job.status == status for job in jobs) for status in statuses}
     parts = [f"{count} {status}" for status, count in counts.items() if count]
     return f"{len(jobs)} job{'s' * (len(jobs) != 1)}: " + ", ".join(parts)

@@ -9,6 +9,7 @@ report, and makes the sweep exit non-zero if any job failed.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from vae_lab.errors import VaeLabError
-from vae_lab.job_result import COMPLETED, FAILED, JobResult, write_result
+from vae_lab.job_result import COMPLETED, FAILED, INTERRUPTED, JobResult, write_result
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,18 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
     run_dir = Path(cfg.paths.output_dir)
     try:
         metrics = train(cfg)
+    except (KeyboardInterrupt, SystemExit) as interruption:  # Ctrl-C (Lightning exits 1 after it), SIGTERM
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        sigterm = isinstance(interruption, SIGTERMException)  # a SystemExit with no code: it would exit 0
+        if isinstance(interruption, SystemExit) and not sigterm and not interruption.code:
+            raise
+        signal_name = "SIGTERM" if sigterm else "SIGINT (Ctrl-C)"
+        if _is_rank_zero():
+            write_result(run_dir, JobResult(INTERRUPTED, error=f"stopped by {signal_name}"))
+            print(resume_hint(run_dir, signal_name), file=sys.stderr, flush=True)
+        # The shell's convention for a process ended by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).
+        raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from interruption
     except Exception as error:
         message = str(error) if isinstance(error, VaeLabError) else f"{type(error).__name__}: {error}"
         write_result(run_dir, JobResult(FAILED, error=message))
@@ -50,6 +63,14 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
     if _is_rank_zero():
         write_result(run_dir, JobResult(COMPLETED, metrics=metrics))
     return metrics
+
+
+def resume_hint(run_dir: Path, signal_name: str) -> str:
+    """What to type to continue an interrupted run (or sweep), or why there is nothing to continue yet."""
+    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return f"interrupted by {signal_name} before its first epoch ended: {run_dir} has nothing to resume yet."
+    target = Path(HydraConfig.get().sweep.dir) if in_sweep() else run_dir
+    return f"interrupted by {signal_name}; continue with: python -m vae_lab.train resume={target}"
 
 
 def _is_rank_zero() -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -70,3 +72,26 @@ def test_a_sweep_into_an_existing_sweep_folder_is_refused(tmp_path: Path, mnist_
         f"to replace it delete it first (rm -r {sweep_dir}).\n"
     )
     assert snapshot(sweep_dir) == before
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A read-only tmpfs (skips where this process may not mount: not root, or a container without the right)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a read-only tmpfs is not allowed here")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
+def test_a_run_or_sweep_into_a_read_only_folder_is_one_sentence(read_only_folder: Path, sweep: bool) -> None:
+    key = "hydra.sweep.dir" if sweep else "hydra.run.dir"
+    done = train(*(["-m", "seed=1,2"] if sweep else []), f"{key}={read_only_folder / 'x'}", "trainer.max_epochs=1")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr == (
+        f"error: cannot write {read_only_folder / 'x'} (Read-only file system); free some space or make it writable, "
+        "or choose another folder (output_dir=... for evaluate and sample, hydra.run.dir=... for a run).\n"
+    )

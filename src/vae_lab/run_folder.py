@@ -2,7 +2,8 @@
 
 Default folder names carry microseconds (conf/hydra/default.yaml), so they do not collide; an explicit
 `hydra.run.dir=X` / `hydra.sweep.dir=X` that already holds a run or a sweep is refused by `OneRunPerFolder`, a
-Hydra callback whose `on_run_start` / `on_multirun_start` run before Hydra creates the folder. Continuing the run
+Hydra callback whose `on_run_start` / `on_multirun_start` run before Hydra creates the folder (and which also
+refuse, in one sentence, a folder that cannot be written: a read-only or full disk). Continuing the run
 that lives there (`resume=X`, or `ckpt_path=` one of its checkpoints) is what that folder is for, and is allowed.
 """
 
@@ -56,11 +57,24 @@ class OneRunPerFolder(Callback):
         run_dir = Path(str(config.hydra.run.dir))
         if holds_run(run_dir) and not continues_run(config, run_dir):
             _refuse(refusal("run", run_dir, "hydra.run.dir"))
+        _check_writable(run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
         if holds_sweep(sweep_dir):
             _refuse(refusal("sweep", sweep_dir, "hydra.sweep.dir"))
+        _check_writable(sweep_dir)
+
+
+def _check_writable(folder: Path) -> None:
+    """A read-only or full disk: one sentence here, not the traceback of Hydra's own mkdir a moment later."""
+    from vae_lab.atomic_files import check_writable
+    from vae_lab.errors import VaeLabError
+
+    try:
+        check_writable(folder)
+    except VaeLabError as error:
+        _refuse(str(error))
 
 
 def _refuse(message: str) -> None:

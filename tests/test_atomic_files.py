@@ -78,3 +78,35 @@ def test_sample_on_a_full_disk_leaves_no_zero_byte_png(tiny_checkpoint: Path, tm
     with pytest.raises(VaeLabError, match=rf"^cannot write {tmp_path / 'samples.png'} \(No space left on device\)"):
         sample(cfg)
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_images_and_report_figures_on_a_full_disk_keep_the_old_file(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    import imageio.v3 as iio
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from vae_lab.callbacks.gif import TrainingGif
+    from vae_lab.callbacks.sample_grid import SampleGrid
+    from vae_lab.report_figures import save_figure
+
+    trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
+    iio.imwrite(tmp_path / "image_at_epoch_0000.png", np.zeros((12, 12, 3), np.uint8))
+    iio.imwrite(tmp_path / "image_at_epoch_0001.png", np.full((12, 12, 3), 9, np.uint8))
+    old = {name: b"old " + name.encode() for name in ("training.gif", "report.png")}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    old["image_at_epoch_0001.png"] = (tmp_path / "image_at_epoch_0001.png").read_bytes()
+    full_disk(monkeypatch)
+    writes = {
+        "training.gif": lambda: TrainingGif(dirpath=str(tmp_path)).on_train_end(trainer, None),
+        "report.png": lambda: save_figure(Figure(), tmp_path / "report.png"),
+        "image_at_epoch_0001.png": lambda: SampleGrid(dirpath=str(tmp_path)).save_grid(
+            trainer, torch.zeros(3, 12, 12), "samples/grid", "image_at_epoch_0001.png", 1),
+    }
+    for name, write in writes.items():
+        with pytest.raises(VaeLabError, match=rf"^cannot write {tmp_path / name} \(No space left on device\); "):
+            write()
+        assert (tmp_path / name).read_bytes() == old[name]  # the old file, whole; never half a new one
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "image_at_epoch_0000.png"])  # no temp files

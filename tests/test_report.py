@@ -45,11 +45,11 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
     """Every figure the report saves, by file name, kept open to look at what was drawn."""
     saved: dict[str, Figure] = {}
 
-    def savefig(self: Figure, path: Path, **kwargs: object) -> None:
-        saved[Path(path).name] = self
+    def save_figure(figure: Figure, path: Path) -> None:
+        saved[Path(path).name] = figure
         Path(path).write_bytes(b"\x89PNG")
 
-    monkeypatch.setattr(Figure, "savefig", savefig)
+    monkeypatch.setattr("vae_lab.report_figures.save_figure", save_figure)
     return saved
 
 
@@ -221,3 +221,13 @@ def test_evaluate_metrics_beside_a_jobs_checkpoints_join_its_row_and_columns_pic
     assert report_main([str(sweep), "--columns", "test/iwea"]) == 1
     assert "--columns test/iwea: no job recorded it; use names from test/active_units, test/iwae, val/elbo, " \
            "val/kl." in capsys.readouterr().err
+
+
+def test_a_report_into_an_unwritable_folder_is_one_sentence_before_any_job_is_read(tmp_path: Path, capsys) -> None:
+    fake_job(tmp_path / "sweep" / "0", ["model.latent_dim=2"], {"val/elbo": -100.0})
+    (tmp_path / "blocked").write_text("a file where the report folder should be")
+    assert report_main([str(tmp_path / "sweep"), "--out", str(tmp_path / "blocked" / "report")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot write {tmp_path / 'blocked' / 'report'} (Not a directory); free some space or make it "
+        "writable, or choose another folder (output_dir=... for evaluate and sample, hydra.run.dir=... for a run).\n"
+    )

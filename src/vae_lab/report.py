@@ -30,7 +30,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from vae_lab.atomic_files import atomic_write_text
+from vae_lab.atomic_files import atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, print_error
 from vae_lab.job_result import COMPLETED
 from vae_lab.report_figures import number_or_none, plot_groups, plot_jobs, plot_rate_distortion
@@ -124,7 +124,7 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     keys = swept_keys(jobs, searched_keys(jobs))
     in_folder_order, jobs = jobs, ranked(jobs, metric)
     out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir)  # one sentence for a read-only or full folder, before reading every job
     names = [metric, *[name for name in shown if name != metric]] if shown else metric_names(jobs, metric)
     columns = ["job", "status", *keys, *names, "error", "dir"]
     rows = [job_row(job, out_dir) for job in jobs]

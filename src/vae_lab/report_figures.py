@@ -13,6 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from vae_lab.atomic_files import atomic_write
 from vae_lab.job_result import COMPLETED
 from vae_lab.sweep_jobs import SweepJob, setting, sweep_counts
 
@@ -123,7 +124,7 @@ def plot_rate_distortion(path: Path, jobs: list[SweepJob], keys: list[str]) -> s
     if len(labels) <= MAX_LEGEND_ENTRIES:
         ax.legend(fontsize="x-small")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path)
     plt.close(fig)
     return stage
 
@@ -158,7 +159,7 @@ def _finish(fig: Any, curves: Any, path: Path, jobs: list[SweepJob], ylabel: str
         title += f"; {status}: " + ", ".join(f"job {job.name}" for job in jobs if job.status == status)
     fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path)
     _pyplot().close(fig)
 
 
@@ -215,3 +216,8 @@ def number_or_none(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """The figure as a PNG at `path`, written atomically (a reader never sees half a file)."""
+    atomic_write(path, lambda stream: fig.savefig(stream, format="png", dpi=80))

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import save_image
 
+from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 from vae_lab.errors import VaeLabError
 from vae_lab.validation import check_values
@@ -91,7 +92,7 @@ class EpochImageCallback(Callback):
     def save_grid(self, trainer: L.Trainer, grid: Tensor, tag: str, filename: str, step: int) -> Path:
         """Save a (3, H, W) image in [0, 1] as `filename` and log it to TensorBoard under `tag` at `step`."""
         path = self.output_dir(trainer) / filename
-        save_image(grid, path)
+        atomic_write(path, lambda stream: save_image(grid, stream, format="png"))  # never a half-written PNG
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_image(tag, grid, global_step=step)

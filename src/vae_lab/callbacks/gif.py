@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
+from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.sample_grid import PNG_GLOB
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 from vae_lab.validation import check_values
@@ -85,7 +86,9 @@ class TrainingGif(Callback):
         path = directory / self.filename
         # Pillow takes a list of durations only for several frames (one grid: a run warm-started from a checkpoint).
         duration = durations if len(durations) > 1 else durations[0]
-        iio.imwrite(path, np.stack([iio.imread(grids[i]) for i in frames]), duration=duration, loop=0)
+        frames_array = np.stack([iio.imread(grids[i]) for i in frames])
+        atomic_write(path, lambda stream: stream.write(iio.imwrite("<bytes>", frames_array, extension=".gif",
+                                                                duration=duration, loop=0)))
         writer = tensorboard_writer(trainer)
         if writer is not None:
             log_gif(writer, "samples/gif", path, step=int(grids[-1].stem.rsplit("_", 1)[1]))

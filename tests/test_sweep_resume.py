@@ -144,19 +144,20 @@ def test_a_run_is_resumed_without_m(tmp_path: Path) -> None:
     )
 
 
-def test_a_job_killed_before_its_first_checkpoint_starts_afresh(tmp_path: Path) -> None:
+def test_each_resumed_job_continues_what_its_folder_holds(tmp_path: Path) -> None:
     from vae_lab.sweep_resume import continue_job
 
-    job_dir = tmp_path / "3"
-    for name in (".hydra/config.yaml", "tensorboard/events.out.tfevents.1", "manifest.json"):
+    job_dir = fake_run(tmp_path / "3", epochs_done=1, max_epochs=2)  # .hydra/ and a last.ckpt after epoch 1 of 2
+    for name in ("tensorboard/events.out.tfevents.1", "manifest.json", "train.log"):
         (job_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (job_dir / name).write_text("x")
-    (job_dir / "train.log").write_text("first start\n")
-    cfg = OmegaConf.create({"paths": {"output_dir": str(job_dir)}, "ckpt_path": None})
+        (job_dir / name).write_text("first start\n")
+    cfg = OmegaConf.create({"paths": {"output_dir": str(job_dir)}, "ckpt_path": None, "trainer": {"max_epochs": 2}})
+    assert continue_job(cfg) is None and cfg.ckpt_path == str(job_dir / "checkpoints" / "last.ckpt")
+    # A last.ckpt that finished every epoch (killed before result.json) would train nothing and report nothing:
+    # the job starts afresh instead, as one killed before its first checkpoint does, without the old files.
+    cfg.ckpt_path, cfg.trainer.max_epochs = None, 1
     assert continue_job(cfg) is None and cfg.ckpt_path is None
     assert sorted(path.name for path in job_dir.iterdir()) == [".hydra", "train.log"]
-    (job_dir / "checkpoints").mkdir()
-    (job_dir / "checkpoints" / "last.ckpt").write_text("x")
-    assert continue_job(cfg) is None and cfg.ckpt_path == str(job_dir / "checkpoints" / "last.ckpt")
+    assert continue_job(cfg) is None and cfg.ckpt_path is None
     (job_dir / "result.json").write_text('{"status": "completed", "metrics": {"val/elbo": -90.5}}')
     assert continue_job(cfg) == {"val/elbo": -90.5}

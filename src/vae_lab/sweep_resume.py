@@ -64,26 +64,38 @@ def sweep_arguments(sweep_dir: Path, target: str, rest: list[str]) -> list[str]:
 
 def continue_job(cfg: DictConfig) -> dict[str, float] | None:
     """For a sweep job, what an earlier start of it left: its metrics if it completed, else None, having pointed
-    `cfg.ckpt_path` at its `last.ckpt` (or removed what a start killed before its first checkpoint wrote).
+    `cfg.ckpt_path` at its `last.ckpt` (or removed what a start with nothing to continue wrote).
 
-    A sweep folder that holds a sweep is refused (OneRunPerFolder) unless `resume=` continues it, so a job folder
-    with an earlier start's files is always this job's own earlier start.
+    A `hydra.sweep.dir` that already holds a sweep is refused (OneRunPerFolder) unless `resume=` continues it, so
+    a job folder with an earlier start's files holds this very job's earlier start.
     """
     job_dir = Path(cfg.paths.output_dir)
     result = read_result(job_dir)
     if result is not None and result.status == COMPLETED:
         log.info("job %s completed before this resume: its result is kept, not trained again", job_dir)
         return result.metrics
-    if (job_dir / CHECKPOINT).is_file():
+    if (job_dir / CHECKPOINT).is_file() and not trained_through(job_dir / CHECKPOINT, cfg.trainer.get("max_epochs")):
         log.info("job %s continues from %s", job_dir, job_dir / CHECKPOINT)
         cfg.ckpt_path = str(job_dir / CHECKPOINT)
         return None
     # Nothing to continue: a fresh start, without the killed start's TensorBoard events (their steps would be
-    # logged twice), images or manifest. Hydra has just written .hydra/ and opened the job's log.
-    for path in job_dir.iterdir():
-        if path.name != ".hydra" and path.suffix != ".log":
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # logged twice), images or manifest. Hydra has just written .hydra/ and opened the job's log there.
+    leftovers = [path for path in job_dir.iterdir() if path.name != ".hydra" and path.suffix != ".log"]
+    for path in leftovers if (job_dir / ".hydra").is_dir() else []:  # only in the job's own Hydra folder
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     return None
+
+
+def trained_through(checkpoint: Path, max_epochs: int | None) -> bool:
+    """True when `checkpoint` has finished all `max_epochs` (killed after its last save but before result.json):
+    `trainer.fit` would train nothing and report no metrics, so the job is trained again, which ends the same."""
+    from vae_lab.checkpoints import read_checkpoint_dict
+    from vae_lab.resume import epochs_done
+
+    try:
+        return isinstance(max_epochs, int) and 0 <= max_epochs <= epochs_done(read_checkpoint_dict(checkpoint))
+    except VaeLabError:  # not a torch file: continuing it fails, and is recorded, as the job's own error
+        return False
 
 
 def continue_study(storage: BaseStorage | str, study_name: str) -> int:

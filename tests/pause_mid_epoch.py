@@ -6,15 +6,22 @@ import time
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 
 
 class PauseMidEpoch(L.Callback):
-    """At `epoch`, after `batch` training batches, create `marker` and sleep; never again once `marker` exists."""
+    """At `epoch`, after `batch` training batches, create `marker` and sleep; never again once `marker` exists.
 
-    def __init__(self, marker: str, epoch: int = 1, batch: int = 2, seconds: float = 120.0) -> None:
-        self.marker, self.epoch, self.batch, self.seconds = Path(marker), epoch, batch, seconds
+    In a sweep, `job` (a Hydra job number) pauses that job alone; the others run through.
+    """
+
+    def __init__(self, marker: str, epoch: int = 1, batch: int = 2, seconds: float = 120.0,
+                 job: int | None = None) -> None:
+        self.marker, self.epoch, self.batch, self.seconds, self.job = Path(marker), epoch, batch, seconds, job
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self.job is not None and HydraConfig.get().job.num != self.job:
+            return
         if trainer.current_epoch == self.epoch and batch_idx + 1 == self.batch and not self.marker.exists():
             self.marker.touch()
             time.sleep(self.seconds)

@@ -27,13 +27,27 @@ from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
 EPOCHS = 2
 
 
-def start(*args: str) -> subprocess.Popen:
-    # The pause callback lives in tests/; a PYTHONPATH of the caller's (e.g. a source checkout) stays behind it.
+def start(*args: str, new_session: bool = False) -> subprocess.Popen:
+    # The pause callback lives in tests/ (a caller's PYTHONPATH, e.g. a source checkout, stays behind it);
+    # `new_session`: a process group of its own, for `kill_when`.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.Popen(
-        [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env,
+        [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env, start_new_session=new_session,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def kill_when(process: subprocess.Popen, *ready: Path, group: bool = False, timeout: float = 240) -> None:
+    """SIGKILL `process` (with `group`: its whole process group, e.g. a sweep's workers) once every `ready` file
+    exists (PauseMidEpoch's marker: the run holds still mid-epoch); no handler, no flush, no cleanup."""
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in ready):
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, f"the run never reached {[str(path) for path in ready]}"
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL) if group else process.kill()
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
 
 
 def load(path: Path) -> dict:
@@ -56,14 +70,7 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
         # Epoch 1, after 2 of its 3 batches: mark the moment and hold still until killed.
         "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
     )
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert first.poll() is None, first.stdout.read()
-        assert time.monotonic() < deadline, "the run never reached the middle of epoch 1"
-        time.sleep(0.1)
-    first.kill()  # SIGKILL: no handler, no flush, no cleanup
-    first.wait()
-    assert first.returncode == -9
+    kill_when(first, marker)
 
     before = load(run_dir / "checkpoints" / "last.ckpt")
     assert before["epoch"] == 0  # only epoch 0 was complete

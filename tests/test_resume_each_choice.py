@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import compose_config
-from tests.test_resume import load, scalars, start
+from tests.test_resume import kill_when, load, scalars, start
 from vae_lab.evaluate import evaluate
 from vae_lab.sample import sample
 
@@ -31,13 +30,7 @@ def kill_mid_epoch_then_resume(run_dir: Path, marker: Path, overrides: list[str]
         "~callbacks.reconstructions", "callbacks.gif.pacing=every", *overrides,
         "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
     )
-    deadline = time.monotonic() + 240
-    while not marker.exists():
-        assert first.poll() is None, first.stdout.read()
-        assert time.monotonic() < deadline, "the run never reached the middle of epoch 1"
-        time.sleep(0.1)
-    first.kill()
-    first.wait()
+    kill_when(first, marker)
     assert load(run_dir / "checkpoints" / "last.ckpt")["epoch"] == 0  # only epoch 0 was complete when killed
     resumed = start(f"resume={run_dir}")
     output, _ = resumed.communicate(timeout=240)

@@ -67,9 +67,9 @@ def test_a_sweep_into_an_existing_sweep_folder_is_refused(tmp_path: Path, mnist_
     second = train(*args[:1], "model.latent_dim=2,4", *args[2:])
     assert second.returncode == 2
     assert second.stderr == (
-        f"error: hydra.sweep.dir={sweep_dir} already holds a sweep; to continue it use resume={sweep_dir}/<job "
-        "number> for one of its jobs, to keep it and start anew pick a new folder (or leave hydra.sweep.dir out), "
-        f"to replace it delete it first (rm -r {sweep_dir}).\n"
+        f"error: hydra.sweep.dir={sweep_dir} already holds a sweep; to continue it use resume={sweep_dir}, to keep "
+        "it and start anew pick a new folder (or leave hydra.sweep.dir out), to replace it delete it first "
+        f"(rm -r {sweep_dir}).\n"
     )
     assert snapshot(sweep_dir) == before
 

@@ -153,27 +153,6 @@ def test_joblib_preset_runs_the_sweep_in_parallel_processes(
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # and they ran at the same time
 
 
-def test_optuna_preset_runs_a_search_and_reports_the_best_trial(tmp_path: Path, mnist_data_dir: Path) -> None:
-    sweep_dir = tmp_path / "search"
-    done = run_cli(
-        "vae_lab.train",
-        ["hparams_search=vae_optuna", "hydra.sweeper.n_trials=2", *TINY, f"paths.data_dir={mnist_data_dir}",
-         f"hydra.sweep.dir={sweep_dir}"],
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    trials = {job: result(sweep_dir / str(job))["metrics"]["val/elbo"] for job in (0, 1)}
-    best_job = max(trials, key=trials.get)
-    found = OmegaConf.load(sweep_dir / "optimization_results.yaml")
-    assert found.best_value == pytest.approx(trials[best_job], abs=1e-6)  # main returned val/elbo, maximized
-    best_config = OmegaConf.load(sweep_dir / str(best_job) / ".hydra" / "config.yaml")
-    assert dict(found.best_params) == {key: OmegaConf.select(best_config, key) for key in found.best_params}
-    assert set(found.best_params) == {"model.latent_dim", "model.lr", "data.batch_size"}
-    assert report_main([str(sweep_dir)]) == 0
-    rows = read_csv(sweep_dir / "report.csv")
-    assert rows[0]["job"] == str(best_job) and {"model.latent_dim", "model.lr", "data.batch_size"} <= set(rows[0])
-    assert "Optuna's best trial (optimization_results.yaml)" in (sweep_dir / "report.md").read_text()
-
-
 def test_a_failing_job_is_reported_and_leaves_the_others_untouched(
     latent_sweep: Path, tmp_path: Path, mnist_data_dir: Path
 ) -> None:
@@ -234,6 +213,8 @@ def test_optuna_preset_composes_a_maximizing_search(tmp_path: Path) -> None:
     assert cfg.optimized_metric == "val/elbo" and cfg.hydra.mode == RunMode.MULTIRUN  # no -m needed
     assert cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"model.latent_dim", "model.lr", "data.batch_size"}
+    # The study lives in the sweep folder, so resume=<sweep dir> continues it (tests/test_sweep_resume.py runs one).
+    assert cfg.hydra.sweeper.storage.url == f"sqlite:///{cfg.hydra.sweep.dir}/optuna.db"
 
 
 def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -> None:

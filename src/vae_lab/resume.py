@@ -1,5 +1,7 @@
 """Resume an interrupted run in place: `python -m vae_lab.train resume=outputs/<date>/<time>`.
 
+(A sweep folder, `resume=multirun/<date>/<time>`, continues the whole sweep: `sweep_resume.py`.)
+
 `resume_arguments` rewrites that one argument into Hydra's own: the run's saved `.hydra/config.yaml` becomes the
 primary config, the run directory stays the run directory (`.hydra/` is left as the first start wrote it) and
 `ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores the weights, optimizer, loops and
@@ -124,8 +126,14 @@ def resume_arguments(argv: list[str]) -> list[str]:
     target = argument.split("=", 1)[1]
     if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'
         target = target[1:-1]
-    run_dir, checkpoint = find_run(target)
     rest = [arg for arg in argv if arg != argument]
+    from vae_lab.sweep_resume import is_sweep, sweep_arguments
+
+    if is_sweep(Path(target).expanduser().resolve()):
+        return sweep_arguments(Path(target).expanduser().resolve(), target, rest)
+    if {"-m", "--multirun"} & set(rest):
+        raise VaeLabError(f"resume={target} continues one run, not a sweep (it has no multirun.yaml); drop -m.")
+    run_dir, checkpoint = find_run(target)
     requested = override_value(rest, "trainer.max_epochs")
     if requested is None:
         planned = planned_max_epochs(run_dir)

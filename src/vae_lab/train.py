@@ -89,10 +89,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vae_lab.sweep_outcome import run_recorded
+    from vae_lab.sweep_outcome import in_sweep, run_recorded
+    from vae_lab.sweep_resume import continue_job
 
-    # run_recorded writes <run dir>/result.json; in a sweep, a failing job fails only itself.
-    metrics = exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
+    # A resumed sweep's job: its recorded metrics if it completed, else it continues its own last.ckpt.
+    metrics = continue_job(cfg) if in_sweep() else None
+    if metrics is None:  # run_recorded writes <run dir>/result.json; in a sweep, a failing job fails only itself.
+        metrics = exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metrics and metric_name else None
 

@@ -38,8 +38,10 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
     assert not repeated, repeated
 
 
-def last_lines(done: subprocess.CompletedProcess, count: int) -> list[str]:
-    return done.stdout.rstrip().splitlines()[-count:]
+def closing_block(done: subprocess.CompletedProcess, heading: str) -> list[str]:
+    """The last lines of stdout, from the last one that starts with `heading`."""
+    lines = done.stdout.rstrip().splitlines()
+    return lines[max(index for index, line in enumerate(lines) if line.startswith(heading)):]
 
 
 def test_default_train_evaluate_and_sample_print_each_message_once_and_end_with_the_run(
@@ -54,10 +56,10 @@ def test_default_train_evaluate_and_sample_print_each_message_once_and_end_with_
     assert "Epoch 2/2" in done.stdout and "Epoch 1/1" not in done.stdout
     assert "| encoder | Encoder |" in done.stdout  # the model summary stays, without its FLOPs column
 
-    block = last_lines(done, 5)
+    block = closing_block(done, "run finished: ")
     assert block[0] == f"run finished: {run_dir}"
     assert re.search(r"val/elbo -\d+\.\d{4}", block[1])
-    assert block[-1] == f"  view it: tensorboard --logdir {run_dir}"
+    assert block[-2:] == [f"  log: {run_dir / 'train.log'}", f"  view it: tensorboard --logdir {run_dir}"]
 
     log = (run_dir / "train.log").read_text()
     epoch_lines = [line for line in log.splitlines() if "val/elbo" in line]
@@ -69,12 +71,13 @@ def test_default_train_evaluate_and_sample_print_each_message_once_and_end_with_
     evaluated = run("vae_lab.evaluate", f"ckpt_path={ckpt}", f"paths.data_dir={mnist_data_dir}", "num_images=10",
                     "iwae_samples=2")
     assert_quiet(evaluated)
-    block = last_lines(evaluated, 4)
-    assert block[0].startswith(f"evaluated {ckpt} (10 test images, k=2)") and "test/iwae -" in block[1]
+    block = closing_block(evaluated, "evaluated ")
+    assert block[0] == f"evaluated {ckpt} (10 test images, k=2)" and "test/iwae -" in block[1]
     assert block[-2] == f"  wrote {ckpt.parent / 'metrics.json'} and {ckpt.parent / 'iwae_k_curve.png'}"
     assert block[-1] == f"  view it: tensorboard --logdir {run_dir}"
 
     sampled = run("vae_lab.sample", f"ckpt_path={ckpt}", "n=4", f"output_dir={tmp_path}")
     assert_quiet(sampled)
-    assert last_lines(sampled, 3) == [f"sampled {ckpt} (n=4, seed=0)", f"  wrote {tmp_path / 'samples.png'}",
-                                      f"  view it: tensorboard --logdir {run_dir}"]
+    assert closing_block(sampled, "sampled ") == [
+        f"sampled {ckpt} (n=4, seed=0)", f"  wrote {tmp_path / 'samples.png'}",
+        f"  view it: tensorboard --logdir {run_dir}"]

@@ -112,7 +112,9 @@ def main(cfg: DictConfig) -> float | None:
     metrics = exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
     if metrics is not None and is_rank_zero():
         run_dir = Path(cfg.paths.output_dir)
-        print_end_block(f"run finished: {run_dir}", metrics, notes=[f"log: {run_dir / 'train.log'}"], logdir=run_dir)
+        log = run_dir / "train.log"  # written by conf/hydra/job_logging/vae_lab.yaml, not by every job_logging
+        print_end_block(f"run finished: {run_dir}", metrics, notes=[f"log: {log}"] if log.is_file() else [],
+                        logdir=run_dir)
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metrics and metric_name else None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.conftest import CONF_DIR, REPO_ROOT
 from vae_lab.errors import VaeLabError
-from vae_lab.preflight import check_command_line
+from vae_lab.preflight import CONFIG_DIR, check_command_line
 from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
 
 EPOCHS = 2
@@ -79,6 +80,12 @@ def test_sigkill_mid_epoch_then_resume_completes_every_epoch_once(tmp_path: Path
     resumed = start(f"resume={run_dir}")
     output, _ = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, output
+
+    # train.log covers both starts: the first one's epoch 1 (logged before the kill), then the resume's epoch 2.
+    log = (run_dir / "train.log").read_text()
+    epoch_lines = [line for line in log.splitlines() if "val/elbo" in line]
+    assert [re.search(r"epoch \d+/\d+", line).group() for line in epoch_lines] == ["epoch 1/2", "epoch 2/2"]
+    assert log.count("GPU available") == 2  # Lightning's first line, once per start
 
     after = load(run_dir / "checkpoints" / "last.ckpt")
     assert after["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"] == EPOCHS
@@ -180,6 +187,8 @@ def test_resume_argument_becomes_hydra_arguments(tmp_path: Path) -> None:
         "trainer.max_epochs=5",
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",
+        f'hydra.searchpath=["file://{CONFIG_DIR}"]',
+        "hydra/job_logging=vae_lab",
         "++warm_start_from=null",
         f'++ckpt_path="{run_dir / "checkpoints" / "last.ckpt"}"',
     ]

@@ -83,6 +83,13 @@ def latent_sweep(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"sweep {sweep_dir}: 2 jobs: 2 completed" in done.stdout
+    # The sweep ends with its closing block: counts and best job, its metrics, the report and TensorBoard commands.
+    lines = done.stdout.rstrip().splitlines()
+    block = lines[max(i for i, line in enumerate(lines) if line.startswith(f"sweep {sweep_dir}: ")):]
+    assert block[0].startswith(f"sweep {sweep_dir}: 2 jobs: 2 completed; best by val/elbo: job ")
+    assert "val/elbo -" in block[1]
+    assert block[-2:] == [f"  report: python -m vae_lab.report {sweep_dir}",
+                          f"  view it: tensorboard --logdir {sweep_dir}"]
     return sweep_dir
 
 

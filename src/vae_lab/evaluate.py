@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from vae_lab.accelerators import check_memory, pick_device, set_threads
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
+from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 from vae_lab.validation import TEST_SIZE, validate_config
@@ -227,7 +228,14 @@ def final_test(trainer: L.Trainer, datamodule: L.LightningDataModule, output_dir
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
-    exit_on_user_error(evaluate, cfg)
+    quiet_third_party_warnings()
+    metrics = exit_on_user_error(evaluate, cfg)
+    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(metrics["ckpt_path"]).parent
+    headline = {name: value for name, value in metrics.items()
+                if name.startswith("test/") and not name.endswith(("_se", "_analytic")) and not isinstance(value, dict)}
+    print_end_block(f"evaluated {metrics['ckpt_path']} ({metrics['num_images']} test images, k={cfg.iwae_samples})",
+                    headline, notes=[f"wrote {output_dir / 'metrics.json'} and {output_dir / 'iwae_k_curve.png'}"],
+                    logdir=run_dir_of(metrics["ckpt_path"]))
 
 
 if __name__ == "__main__":

@@ -122,6 +122,8 @@ def read_intact(target: str, checkpoint: Path) -> dict[str, Any]:
 
 def resume_arguments(argv: list[str]) -> list[str]:
     """Replace `resume=X` in a command line by the Hydra arguments that continue run X in place."""
+    from vae_lab.preflight import CONFIG_DIR
+
     argument = next(arg for arg in argv if arg.startswith("resume="))
     target = argument.split("=", 1)[1]
     if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'
@@ -148,6 +150,9 @@ def resume_arguments(argv: list[str]) -> list[str]:
         *rest,
         f'hydra.run.dir="{run_dir}"',
         "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
+        # The saved config has no hydra group: vae_lab's job logging (appending to train.log) is chosen again.
+        f'hydra.searchpath=["file://{CONFIG_DIR}"]',
+        "hydra/job_logging=vae_lab",
         "++warm_start_from=null",  # a warm-started run's source: used once, at its first start (it may be gone since)
         f'++ckpt_path="{checkpoint}"',
     ]

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from vae_lab.accelerators import check_memory, set_threads
 from vae_lab.atomic_files import atomic_write, check_writable
+from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import exit_on_user_error
 from vae_lab.evaluate import require_ckpt_path
 from vae_lab.preflight import CONFIG_DIR, run
@@ -65,14 +66,15 @@ def sample(cfg: DictConfig) -> list[Path]:
         written.append(output_dir / "interpolation.png")
         atomic_write(written[1], lambda stream: save_image(row, stream, format="png", nrow=len(row), padding=2,
                                                            pad_value=0.5))
-    for path in written:
-        print(f"wrote {path}")
     return written
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="sample")
 def main(cfg: DictConfig) -> None:
-    exit_on_user_error(sample, cfg)
+    quiet_third_party_warnings()
+    written = exit_on_user_error(sample, cfg)
+    print_end_block(f"sampled {cfg.ckpt_path} (n={cfg.n}, seed={cfg.seed})",
+                    notes=[f"wrote {path}" for path in written], logdir=run_dir_of(cfg.ckpt_path))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
         if isinstance(interruption, SystemExit) and not sigterm and not interruption.code:
             raise
         signal_name = "SIGTERM" if sigterm else "SIGINT (Ctrl-C)"
-        if _is_rank_zero():
+        if is_rank_zero():
             write_result(run_dir, JobResult(INTERRUPTED, error=f"stopped by {signal_name}"))
             print(resume_hint(run_dir, signal_name), file=sys.stderr, flush=True)
         # The shell's convention for a process ended by a signal: 128 + its number (130 for SIGINT, 143 for SIGTERM).
@@ -60,7 +60,7 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
             log.exception("sweep job %s crashed", HydraConfig.get().job.num)
         print(f"error: sweep job {HydraConfig.get().job.num} failed, the others go on: {message}", file=sys.stderr)
         return None
-    if _is_rank_zero():
+    if is_rank_zero():
         write_result(run_dir, JobResult(COMPLETED, metrics=metrics))
     return metrics
 
@@ -73,7 +73,7 @@ def resume_hint(run_dir: Path, signal_name: str) -> str:
     return f"interrupted by {signal_name}; continue with: python -m vae_lab.train resume={target}"
 
 
-def _is_rank_zero() -> bool:
+def is_rank_zero() -> bool:
     # Under DDP every rank runs `main`; the metrics are already reduced across ranks, so one writer suffices.
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
@@ -81,19 +81,27 @@ def _is_rank_zero() -> bool:
 
 
 class SweepSummary(Callback):
-    """At the end of a sweep: one line of counts, one line per job that did not complete, the report command."""
+    """At the end of a sweep: one line per job that did not complete (stderr), then the closing block: the counts,
+    the best job and its final metrics, the report command and the TensorBoard command for every job."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        from vae_lab.console import print_end_block
+        from vae_lab.report import METRIC, ranked
         from vae_lab.sweep_jobs import find_jobs, searched_keys, sweep_counts, swept_keys
 
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = find_jobs(sweep_dir)
         keys = swept_keys(jobs, searched_keys(jobs))
-        print(f"sweep {sweep_dir}: {sweep_counts(jobs)}")
         not_completed = [job for job in jobs if job.status != COMPLETED]
         for job in not_completed:
             print(f"  {job.status}: {job.label(keys)}: {job.error}", file=sys.stderr)
-        print(f"report: python -m vae_lab.report {sweep_dir}")
+        metric = config.get("optimized_metric") or METRIC
+        best = next((job for job in ranked(jobs, metric) if job.status == COMPLETED and metric in job.metrics), None)
+        heading = f"sweep {sweep_dir}: {sweep_counts(jobs)}"
+        if best is not None:
+            heading += f"; best by {metric}: {best.label(keys)}"
+        print_end_block(heading, best.metrics if best else None,
+                        notes=[f"report: python -m vae_lab.report {sweep_dir}"], logdir=sweep_dir)
         if not_completed:
             # SystemExit passes through Hydra's callback guard (which catches Exception) and sets the exit code.
             raise SystemExit(1)

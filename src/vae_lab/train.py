@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab.config_checks import build
+from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
 
@@ -22,6 +23,15 @@ def instantiate_group(group_cfg: DictConfig | None) -> list:
     if not group_cfg:
         return []
     return [build(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
+
+
+def switched_off(callback: object, trainer_cfg: DictConfig) -> bool:
+    """A progress bar or model summary from conf/callbacks/ that `trainer.enable_progress_bar=false` or
+    `trainer.enable_model_summary=false` turns off: Lightning refuses the first and would still print the second."""
+    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
+
+    return (isinstance(callback, ProgressBar) and trainer_cfg.get("enable_progress_bar") is False) or (
+        isinstance(callback, ModelSummary) and trainer_cfg.get("enable_model_summary") is False)
 
 
 def check_image_shape(model: object, datamodule: object) -> None:
@@ -52,14 +62,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = build(cfg.data)
     model = build(cfg.model)
     check_image_shape(model, datamodule)
-    callbacks = instantiate_group(cfg.get("callbacks"))
+    callbacks = [callback for callback in instantiate_group(cfg.get("callbacks"))
+                 if not switched_off(callback, cfg.trainer)]
     loggers = instantiate_group(cfg.get("logger"))
     # Without a model_checkpoint callback (callbacks=none, ~callbacks.model_checkpoint) there are no checkpoints:
     # Lightning would otherwise add its own, in a folder and under a name that resume= does not know.
     checkpointing = {} if "enable_checkpointing" in cfg.trainer else {
         "enable_checkpointing": any(isinstance(callback, L.pytorch.callbacks.ModelCheckpoint) for callback in callbacks)
     }
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing)
+    # conf/callbacks/model_summary.yaml's summary (no FLOPs column of zeros) replaces the one Lightning would add; False
+    # stops Lightning adding it, and saying so.
+    summary = {"enable_model_summary": False} if any(
+        isinstance(callback, L.pytorch.callbacks.ModelSummary) for callback in callbacks) else {}
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing, **summary)
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("warm_start_from"):  # the weights only, as a new run
         from vae_lab.checkpoints import warm_start
@@ -89,13 +104,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vae_lab.sweep_outcome import in_sweep, run_recorded
+    from vae_lab.sweep_outcome import in_sweep, is_rank_zero, run_recorded
     from vae_lab.sweep_resume import continue_job
 
+    log_lightning_once()
+    quiet_third_party_warnings()
     # A resumed sweep's job: its recorded metrics if it completed, else it continues its own last.ckpt.
     metrics = continue_job(cfg) if in_sweep() else None
     if metrics is None:  # run_recorded writes <run dir>/result.json; in a sweep, a failing job fails only itself.
         metrics = exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
+    if metrics is not None and is_rank_zero():
+        run_dir = Path(cfg.paths.output_dir)
+        log = run_dir / "train.log"  # written by conf/hydra/job_logging/vae_lab.yaml, not by every job_logging
+        print_end_block(f"run finished: {run_dir}", metrics, notes=[f"log: {log}"] if log.is_file() else [],
+                        logdir=run_dir)
     metric_name = cfg.get("optimized_metric")
     return metrics.get(metric_name) if metrics and metric_name else None
 

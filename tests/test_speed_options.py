@@ -7,10 +7,10 @@ import torch
 
 from tests.conftest import compose_config
 from vae_lab.callbacks.runtime import Runtime
+from vae_lab.config_checks import check_config
 from vae_lab.errors import VaeLabError
 from vae_lab.models.cvae import CVAE
-from vae_lab.train import train
-from vae_lab.validation import validate_config
+from vae_lab.train import TrainSettings, train
 
 
 def _model(seed: int = 0) -> CVAE:
@@ -62,12 +62,12 @@ def test_compile_option_keeps_parameter_names() -> None:
 def test_bad_speed_options_fail_in_one_sentence(override: str, message: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [override], tmp_path)
     with pytest.raises(VaeLabError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        validate_config(cfg)
+        check_config(cfg, TrainSettings)
 
 
 def test_gpu_preset_uses_bf16_and_accepts_cuda_graphs(tmp_path: Path) -> None:
     cfg = compose_config("train", ["accelerator=gpu", "callbacks.runtime.compile=reduce-overhead"], tmp_path)
-    validate_config(cfg)
+    check_config(cfg, TrainSettings)
     assert cfg.trainer.precision == "bf16-mixed" and cfg.data.data_device == "auto"
     assert cfg.callbacks.runtime.compile == "reduce-overhead"
 

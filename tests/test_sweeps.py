@@ -239,12 +239,13 @@ def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -
 
 
 def test_threads_must_be_null_or_positive(tmp_path: Path) -> None:
+    from vae_lab.config_checks import check_config
     from vae_lab.errors import VaeLabError
-    from vae_lab.validation import validate_config
+    from vae_lab.train import TrainSettings
 
-    validate_config(compose_config("train", ["threads=2"], tmp_path))
+    check_config(compose_config("train", ["threads=2"], tmp_path), TrainSettings)
     with pytest.raises(VaeLabError, match=r"^threads=0 is not allowed; use null \(torch's default\)"):
-        validate_config(compose_config("train", ["threads=0"], tmp_path))
+        check_config(compose_config("train", ["threads=0"], tmp_path), TrainSettings)
 
 
 def test_a_crashing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:

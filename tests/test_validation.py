@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CONF_DIR
+from vae_lab.config_checks import check_config
 from vae_lab.errors import VaeLabError
 from vae_lab.preflight import USAGE_EXIT, check_command_line, job_overrides, one_sentence
-from vae_lab.validation import validate_config
 
 MODEL_KEYS = ["latent_dim", "lr", "objective", "k", "beta", "kl"]  # cvae.yaml's and the objective group's
 # The eight bad inputs and the exact sentence each must produce.
@@ -75,7 +75,7 @@ def test_the_same_rules_guard_python_callers(make_train_cfg) -> None:
     with pytest.raises(VaeLabError, match=r"^model.latent_dim=0 is not allowed; use a positive integer like 50\.$"):
         CVAE(latent_dim=0)
     with pytest.raises(VaeLabError, match=r"^trainer.max_epochs=-2 is not allowed"):
-        validate_config(make_train_cfg("trainer.max_epochs=-2"))
+        check_config(make_train_cfg("trainer.max_epochs=-2"))
     CVAE(lr=3e-4)
     with pytest.raises(VaeLabError, match=r"^model.lr=True is not allowed"):
         CVAE(lr=True)

@@ -5,7 +5,10 @@ A value's rule lives beside the class it belongs to, in its `__init__` signature
 `latent_dim: Annotated[int, positive(50)] = 50`. `check_arguments` applies those rules when the object is built
 (from Python); `check_config` applies the same rules to a composed Hydra config before anything is built, so a
 misspelt key or a bad value gets one sentence naming it, what is allowed, and (for a misspelt key) the nearest
-valid name. Kept free of torch and Lightning imports at module level: the command line checks run before them.
+valid name. Lightning's `Trainer` is not ours to annotate: `TRAINER_VALUES` holds the rules for the values of it that
+users type. An entry point's own keys (`seed`, `n`, `iwae_samples`, ...) are a dataclass beside it (`TrainSettings`,
+`EvaluateSettings`, `SampleSettings`). Kept free of torch and Lightning imports at module level: the command line
+checks run before them.
 """
 
 from __future__ import annotations
@@ -48,6 +51,47 @@ def between(low: float, high: float, allowed: str) -> Rule:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
+Seed = Annotated[int, between(0, MAX_SEED, f"an integer from 0 to {MAX_SEED}")]
+Threads = Annotated[int | None, Rule(lambda v: v is None or v >= 1, "null (torch's default) or a positive integer")]
+# What lightning.Trainer(precision=...) accepts (Lightning 2.x), as written in a config or on the command line,
+# except 64-bit: Lightning makes the weights float64 but the images and the callbacks' latent vectors stay float32.
+PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16", "16-mixed", "16", "bf16-true", "16-true",
+              "transformer-engine", "transformer-engine-float16")
+# Trainer arguments of Lightning 1.x that users still type, and the 2.x argument that replaced them.
+RENAMED_TRAINER_KEYS = {"gpus": "devices", "tpu_cores": "devices", "ipus": "devices", "auto_select_gpus": "devices",
+                        "resume_from_checkpoint": "ckpt_path", "weights_save_path": "default_root_dir"}
+
+
+def _is_batch_limit(v: object) -> bool:  # Lightning's rule: a count, a fraction, or a whole float taken as a count
+    return (isinstance(v, int) and v >= 0) or (isinstance(v, float) and (0 <= v <= 1 or (v > 1 and v.is_integer())))
+
+
+BatchLimit = Annotated[int | float | None, Rule(_is_batch_limit, "a number of batches (an integer, 0 or more) or a "
+                                                                "fraction of them from 0.0 to 1.0")]
+TRAINER_VALUES: dict[str, Any] = {  # key of lightning.Trainer -> the type and rule of the values vae_lab accepts
+    "max_epochs": Annotated[int | None, Rule(lambda v: v >= 1 or v == -1, "a positive integer like 10, -1 for no "
+                                                                          "limit, or null (Lightning's default)")],
+    "accelerator": Literal["auto", "cpu", "gpu", "cuda", "mps"],
+    "devices": Annotated[Any, Rule(lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and (
+        v >= 1 or v == -1)) or isinstance(v, (list, ListConfig)), "a positive integer, -1 (all), auto, or a list of "
+                                                                  "device ids")],
+    "num_nodes": Annotated[int, positive(1)],
+    "precision": Annotated[Any, Rule(lambda v: str(v) in PRECISIONS, "null (32-true) or one of " + ", ".join(
+        PRECISIONS) + " (not 64-true: vae_lab's models and data are float32)")],
+    "limit_train_batches": Annotated[int | float | None, Rule(  # 0 would train nothing and end `completed`
+        lambda v: _is_batch_limit(v) and v > 0,
+        "a number of batches (an integer, 1 or more) or a fraction of them above 0.0 up to 1.0 (0 trains nothing)")],
+    "limit_val_batches": BatchLimit,
+    "limit_test_batches": BatchLimit,
+    "check_val_every_n_epoch": Annotated[int | None, Rule(lambda v: v >= 1, "a positive integer like 1, or null")],
+    "log_every_n_steps": Annotated[int | None, Rule(lambda v: v >= 0, "null (50), 0 (no step logging) or a "
+                                                                      "positive integer like 50")],
+    "accumulate_grad_batches": Annotated[int, positive(1)],
+    "gradient_clip_val": Annotated[float | None, Rule(lambda v: v >= 0, "null or a number >= 0")],
+}
 
 
 def type_accepts(hint: Any, value: object) -> bool:
@@ -171,7 +215,7 @@ def check_node(prefix: str, node: DictConfig, target: Callable | None = None, va
             hint = f"did you mean {prefix}.{near[0]}? " if near else ""
             raise VaeLabError(f"{prefix}.{key} is not a setting of {_target_name(target)}; {hint}"
                               f"it takes: {', '.join(named)}.")
-        if not values:
+        if not values or OmegaConf.is_interpolation(node, str(key)):  # e.g. ${paths.output_dir}: known in the job
             continue
         try:
             value = node[key]
@@ -183,16 +227,28 @@ def check_node(prefix: str, node: DictConfig, target: Callable | None = None, va
 
 def check_config(cfg: DictConfig, settings: Callable | None = None) -> None:
     """Check a composed config: its top-level settings against `settings` (a dataclass of the entry point's keys),
-    `model`, `data`, `trainer` against their `_target_`s, and every entry of `callbacks` and `logger`."""
+    `model`, `data` against their `_target_`s, `trainer` against Lightning's names and `TRAINER_VALUES`, and every
+    entry of `callbacks` and `logger`; raise `VaeLabError` naming the first bad value."""
     if settings is not None:
         named, hints = parameters(settings)
         for key in named:
             if key in cfg and key in hints:
                 check_value(key, hints[key], cfg[key])
-    for group in ("model", "data", "trainer"):
+    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
+        raise VaeLabError(
+            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
+            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
+        )
+    for group in ("model", "data"):
         node = cfg.get(group)
         if OmegaConf.is_dict(node) and "_target_" in node:
             check_node(group, node)
+    trainer = cfg.get("trainer")
+    if OmegaConf.is_dict(trainer) and "_target_" in trainer:  # names against Lightning's signature, values here
+        check_node("trainer", trainer, values=False, renamed=RENAMED_TRAINER_KEYS)
+    for key, hint in TRAINER_VALUES.items() if OmegaConf.is_dict(trainer) else ():
+        if key in trainer:
+            check_value(f"trainer.{key}", hint, trainer[key])
     for group in ("callbacks", "logger"):
         entries = cfg.get(group)
         if OmegaConf.is_dict(entries):

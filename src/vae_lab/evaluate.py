@@ -15,20 +15,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lab.accelerators import check_memory, pick_device, set_threads
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
+from vae_lab.config_checks import Rule, Seed, Threads, between, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
-from vae_lab.validation import TEST_SIZE, validate_config
 
 if TYPE_CHECKING:
     import lightning as L
@@ -36,6 +38,26 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from vae_lab.models.vae import VAE
+
+TEST_SIZE = 10_000  # images in MNIST's official test set
+OutputDir = Annotated[Any, Rule(lambda v: isinstance(v, (str, os.PathLike)) and not Path(v).is_file(),
+                                "null (beside the checkpoint) or a folder, which is created if missing")]
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """The keys of conf/eval.yaml and what each accepts (checked on the command line and by `evaluate(cfg)`)."""
+
+    iwae_samples: Annotated[int, positive(5000)] = 5000
+    num_images: Annotated[int | None, between(1, TEST_SIZE, f"null (all {TEST_SIZE} test images) or a number from "
+                                                            f"1 to {TEST_SIZE}")] = None
+    batch_size: Annotated[int, positive(100)] = 100
+    decode_batch: Annotated[int, positive(100)] = 100
+    device: Annotated[str, Rule(lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda")] = "auto"
+    output_dir: OutputDir = None
+    threads: Threads = None
+    seed: Seed = 0
+
 
 # The k of the bound's curve over k (nested subsets of the iwae_samples draws); iwae_samples itself always ends it.
 K_CURVE = (1, 10, 100, 1000, 5000)
@@ -76,7 +98,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score `cfg.ckpt_path` on the test set; write metrics.json, print the table, return the metrics."""
     started = time.perf_counter()
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
-    validate_config(cfg)  # the command line did it already; Python callers get the same sentences
+    check_config(cfg, EvaluateSettings)  # the command line did it already; Python callers get the same sentences
     device = pick_device(cfg.device)
     check_memory(cfg)  # images encoded and decoded at once (batch_size, decode_batch)
     set_threads(cfg.get("threads"))

@@ -3,8 +3,9 @@
 `@hydra.main` creates `outputs/<date>/<time>/.hydra/` before the task function runs, so a typo would leave a
 folder that looks like a real run, and Hydra reports composition errors over several lines. `run(hydra_main)`
 first composes the same config with Hydra's compose API (for a sweep: once per swept value), applies
-`validation.validate_config`, and on any problem prints `error: <one sentence>` and exits with `USAGE_EXIT`
-having created nothing. `HYDRA_FULL_ERROR=1` re-raises instead, for the full trace.
+`config_checks.check_config` (with the entry point's own settings, `SETTINGS`), and on any problem prints
+`error: <one sentence>` and exits with `USAGE_EXIT` having created nothing. `HYDRA_FULL_ERROR=1` re-raises
+instead, for the full trace.
 A `resume=<run dir>` argument is first rewritten into Hydra's own arguments (`resume.py`).
 """
 
@@ -21,11 +22,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, check_threads, pick_device
+from vae_lab.config_checks import check_config
 from vae_lab.errors import VaeLabError, print_error
-from vae_lab.validation import validate_config
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # shipped with the package; the repo's conf/ links here
 USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
+# Each entry point's own keys and their rules, beside the entry point (imported when a command line is checked).
+SETTINGS = {"train": "vae_lab.train.TrainSettings", "eval": "vae_lab.evaluate.EvaluateSettings",
+            "sample": "vae_lab.sample.SampleSettings"}
 # Hydra flags that print something and exit without running the task: nothing to check.
 _INFO_FLAGS = ("help", "hydra_help", "info", "cfg", "shell_completion", "experimental_rerun")
 
@@ -88,10 +92,13 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str) -> N
         return
     if args.config_path:
         config_dir = Path(args.config_path) if os.path.isabs(args.config_path) else config_dir / args.config_path
+    from hydra.utils import get_class
+
+    settings = get_class(SETTINGS[config_name]) if config_name in SETTINGS else None
     for overrides in job_overrides(args.overrides, args.multirun):
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
-        validate_config(cfg)
+        check_config(cfg, settings)
         if runs and OmegaConf.is_dict(cfg.get("model")) and "_target_" in cfg.model:
             from vae_lab.checkpoints import check_continues, warm_start
             from vae_lab.config_checks import build

@@ -12,24 +12,46 @@ along the straight line between their posterior means.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lab.accelerators import check_memory, set_threads
 from vae_lab.atomic_files import atomic_write, check_writable
+from vae_lab.config_checks import Rule, Seed, Threads, at_least, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import exit_on_user_error
-from vae_lab.evaluate import require_ckpt_path
+from vae_lab.evaluate import TEST_SIZE, OutputDir, require_ckpt_path
 from vae_lab.preflight import CONFIG_DIR, run
-from vae_lab.validation import validate_config
+
+
+def _is_index_pair(value: Any) -> bool:
+    pair = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else None
+    return pair is not None and len(pair) == 2 and all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < TEST_SIZE for i in pair)
+
+
+@dataclass(frozen=True)
+class SampleSettings:
+    """The keys of conf/sample.yaml and what each accepts (checked on the command line and by `sample(cfg)`)."""
+
+    n: Annotated[int, positive(64)] = 64
+    steps: Annotated[int, at_least(2, "an integer of 2 or more like 10 (both ends are included)")] = 10
+    binary: bool = False
+    interpolate: Annotated[Any, Rule(_is_index_pair, f"null or two test-image indices from 0 to {TEST_SIZE - 1}, "
+                                                     "like interpolate=[0,1]")] = None
+    output_dir: OutputDir = None
+    threads: Threads = None
+    seed: Seed = 0
 
 
 def sample(cfg: DictConfig) -> list[Path]:
     """Write samples.png (and interpolation.png when asked); return the paths written."""
     ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
-    validate_config(cfg)  # the command line did it already; Python callers get the same sentences
+    check_config(cfg, SampleSettings)  # the command line did it already; Python callers get the same sentences
     check_memory(cfg)  # n images decoded at once
     set_threads(cfg.get("threads"))
     pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))

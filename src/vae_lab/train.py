@@ -7,15 +7,24 @@ that turns a `VaeLabError` into one sentence on stderr and a non-zero exit.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab.config_checks import build
+from vae_lab.config_checks import Seed, Threads, build, check_config
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import VaeLabError, exit_on_user_error
 from vae_lab.preflight import CONFIG_DIR, run
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The root keys of conf/train.yaml that are checked here (model, data, callbacks... by their own classes)."""
+
+    seed: Seed = 42
+    threads: Threads = None
 
 
 def instantiate_group(group_cfg: DictConfig | None) -> list:
@@ -48,9 +57,7 @@ def check_image_shape(model: object, datamodule: object) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
     from vae_lab.accelerators import check_accelerator, check_memory, set_threads
-    from vae_lab.validation import validate_config
-
-    validate_config(cfg)
+    check_config(cfg, TrainSettings)
     check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
     check_memory(cfg)
 

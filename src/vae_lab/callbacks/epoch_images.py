@@ -11,6 +11,7 @@ the random stream the training itself uses.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import lightning as L
 import numpy as np
@@ -23,8 +24,8 @@ from torchvision.utils import save_image
 
 from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.tensorboard import tensorboard_writer
+from vae_lab.config_checks import check_arguments, positive
 from vae_lab.errors import VaeLabError
-from vae_lab.validation import check_values
 
 
 def figure_image(figure: Figure) -> Tensor:
@@ -55,8 +56,8 @@ class EpochImageCallback(Callback):
 
     config_key: str  # each subclass: "callbacks.<its entry in conf/callbacks>", the prefix of its rules' keys
 
-    def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1) -> None:
-        check_values(self.config_key, every_n_epochs=every_n_epochs)
+    def __init__(self, dirpath: str | None = None, every_n_epochs: Annotated[int, positive(1)] = 1) -> None:
+        check_arguments(EpochImageCallback, locals(), self.config_key)
         self.dirpath = dirpath
         self.every_n_epochs = every_n_epochs
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated, Literal
 
 import imageio.v3 as iio
 import lightning as L
@@ -16,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.sample_grid import PNG_GLOB
 from vae_lab.callbacks.tensorboard import tensorboard_writer
-from vae_lab.validation import check_values
+from vae_lab.config_checks import check_arguments, positive
 
 
 def tutorial_frame_order(count: int) -> list[int]:
@@ -69,9 +70,10 @@ class TrainingGif(Callback):
     """
 
     def __init__(
-        self, dirpath: str | None = None, filename: str = "training.gif", pacing: str = "tutorial", frame_ms: int = 100
+        self, dirpath: str | None = None, filename: str = "training.gif",
+        pacing: Literal["tutorial", "every"] = "tutorial", frame_ms: Annotated[int, positive(100)] = 100,
     ) -> None:
-        check_values("callbacks.gif", pacing=pacing, frame_ms=frame_ms)
+        check_arguments(TrainingGif, locals(), "callbacks.gif")
         self.dirpath, self.filename, self.pacing, self.frame_ms = dirpath, filename, pacing, frame_ms
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

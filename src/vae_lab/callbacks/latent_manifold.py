@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -11,7 +13,7 @@ from torch.distributions import Normal
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, figure_image, validation_images
-from vae_lab.validation import check_values
+from vae_lab.config_checks import check_arguments, positive
 
 
 def quantile_grid(size: int) -> Tensor:
@@ -57,10 +59,11 @@ class LatentManifold(EpochImageCallback):
     config_key = "callbacks.latent_manifold"
 
     def __init__(
-        self, dirpath: str | None = None, grid_size: int = 20, num_points: int = 1000, every_n_epochs: int = 1
+        self, dirpath: str | None = None, grid_size: Annotated[int, positive(20)] = 20,
+        num_points: Annotated[int, positive(1000)] = 1000, every_n_epochs: Annotated[int, positive(1)] = 1,
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_values(self.config_key, grid_size=grid_size, num_points=num_points)
+        check_arguments(LatentManifold, locals(), self.config_key)
         self.grid_size, self.num_points = grid_size, num_points
         self.points: tuple[Tensor, Tensor] | None = None
 

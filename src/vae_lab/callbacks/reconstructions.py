@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import lightning as L
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, validation_images
-from vae_lab.validation import check_values
+from vae_lab.config_checks import check_arguments, positive
 
 
 class Reconstructions(EpochImageCallback):
@@ -19,9 +21,10 @@ class Reconstructions(EpochImageCallback):
 
     config_key = "callbacks.reconstructions"
 
-    def __init__(self, dirpath: str | None = None, num_images: int = 8, every_n_epochs: int = 1) -> None:
+    def __init__(self, dirpath: str | None = None, num_images: Annotated[int, positive(8)] = 8,
+                 every_n_epochs: Annotated[int, positive(1)] = 1) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_values(self.config_key, num_images=num_images)
+        check_arguments(Reconstructions, locals(), self.config_key)
         self.num_images = num_images
         self.images: Tensor | None = None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
@@ -10,7 +10,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback
-from vae_lab.validation import check_values
+from vae_lab.config_checks import check_arguments, positive
 
 # The tutorial's file names; the GIF callback assembles every file matching PNG_GLOB.
 PNG_NAME = "image_at_epoch_{step:04d}.png"
@@ -29,13 +29,13 @@ class SampleGrid(EpochImageCallback):
     def __init__(
         self,
         dirpath: str | None = None,
-        num_samples: int = 16,
-        nrow: int = 4,
-        every_n_epochs: int = 1,
+        num_samples: Annotated[int, positive(16)] = 16,
+        nrow: Annotated[int, positive(4)] = 4,
+        every_n_epochs: Annotated[int, positive(1)] = 1,
         seed: int = 42,
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_values(self.config_key, num_samples=num_samples, nrow=nrow)
+        check_arguments(SampleGrid, locals(), self.config_key)
         self.num_samples, self.nrow, self.seed = num_samples, nrow, seed
         self.z: Tensor | None = None
 

@@ -31,10 +31,13 @@ EPOCHS = 2
 def start(*args: str, new_session: bool = False) -> subprocess.Popen:
     # The pause callback lives in tests/ (a caller's PYTHONPATH, e.g. a source checkout, stays behind it);
     # `new_session`: a process group of its own, for `kill_when`.
+    # Ctrl-C works as in a terminal even when the test itself runs in a background job (which ignores SIGINT, and a
+    # child inherits that: Python then never raises KeyboardInterrupt).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.Popen(
         [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env, start_new_session=new_session,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -12,7 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 class PauseMidEpoch(L.Callback):
     """At `epoch`, after `batch` training batches, create `marker` and sleep; never again once `marker` exists.
 
-    In a sweep, `job` (a Hydra job number) pauses that job alone; the others run through.
+    In a sweep, `job` (a Hydra job number) pauses that job alone; the others run through. A SIGTERM ends the pause.
     """
 
     def __init__(self, marker: str, epoch: int = 1, batch: int = 2, seconds: float = 120.0,
@@ -24,4 +24,6 @@ class PauseMidEpoch(L.Callback):
             return
         if trainer.current_epoch == self.epoch and batch_idx + 1 == self.batch and not self.marker.exists():
             self.marker.touch()
-            time.sleep(self.seconds)
+            end = time.monotonic() + self.seconds
+            while time.monotonic() < end and not trainer.received_sigterm:  # Ctrl-C interrupts the sleep itself;
+                time.sleep(0.1)  # SIGTERM only sets Lightning's flag, acted on at the next batch

@@ -31,13 +31,10 @@ EPOCHS = 2
 def start(*args: str, new_session: bool = False) -> subprocess.Popen:
     # The pause callback lives in tests/ (a caller's PYTHONPATH, e.g. a source checkout, stays behind it);
     # `new_session`: a process group of its own, for `kill_when`.
-    # Ctrl-C works as in a terminal even when the test itself runs in a background job (which ignores SIGINT, and a
-    # child inherits that: Python then never raises KeyboardInterrupt).
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
     return subprocess.Popen(
         [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env, start_new_session=new_session,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -145,7 +142,6 @@ def test_ctrl_c_or_sigterm_records_interrupted_and_prints_the_resume_command(
         "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "logger=none",
         "~callbacks.latent_manifold", "~callbacks.reconstructions", "~callbacks.gif", "~callbacks.posterior",
         "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch", f"+callbacks.pause.marker={marker}",
-        "+callbacks.pause.seconds=2",  # SIGTERM is acted on at the next batch (Lightning's own handler)
     )
     deadline = time.monotonic() + 240
     while not marker.exists():

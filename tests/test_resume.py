@@ -32,9 +32,12 @@ def start(*args: str, new_session: bool = False) -> subprocess.Popen:
     # The pause callback lives in tests/ (a caller's PYTHONPATH, e.g. a source checkout, stays behind it);
     # `new_session`: a process group of its own, for `kill_when`.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO_ROOT), os.environ.get("PYTHONPATH"))))}
+    # SIGINT as in a terminal: a test run in the background (a CI job started with `&`, then make) may start with
+    # SIGINT ignored, which children inherit, and Ctrl-C would never reach the run (seen in a fresh-clone run).
     return subprocess.Popen(
         [sys.executable, "-m", "vae_lab.train", *args], cwd=REPO_ROOT, env=env, start_new_session=new_session,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -122,6 +122,9 @@ RULES: dict[str, Rule] = {
                        f"null (all {TEST_SIZE} test images) or a number from 1 to {TEST_SIZE}"),
     "batch_size": positive_int(100),
     "decode_batch": positive_int(100),
+    "precision": Rule(lambda v: v in (32, "32", "bf16"),
+                      "32 (float32, the default) or bf16 (the decoder in bfloat16: faster on CPUs with AMX or "
+                      "AVX-512 BF16, biased by a few hundredths of a nat, README \"Performance\")"),
     "device": Rule(lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
     "n": positive_int(64),
     "steps": Rule(lambda v: _is_int(v) and v >= 2, "an integer of 2 or more like 10 (both ends are included)"),

@@ -62,8 +62,9 @@ class Lever:
 
     def __init__(self, encoder: torch.nn.Module, decoder: torch.nn.Module, channels_last: bool = True,
                  context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 pure_bf16: bool = False) -> None:
+                 pure_bf16: bool = False, stride2: str = "onednn") -> None:
         self.encoder, self.decoder = copy.deepcopy(encoder), copy.deepcopy(decoder)
+        self.decoder.stride2 = stride2  # "gemm": the stride-2 transposed convs as phase GEMMs (networks/conv.py)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         for module in (self.encoder, self.decoder):
             module.to(memory_format=self.memory_format)
@@ -111,6 +112,10 @@ def levers(encoder: torch.nn.Module, decoder: torch.nn.Module) -> dict[str, Leve
         "onednn_bf16_both": Lever(encoder, decoder, context=lambda: mkldnn_fp32_precision("bf16", "bf16")),
         "autocast_bf16": Lever(encoder, decoder, context=lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
         "pure_bf16": Lever(encoder, decoder, pure_bf16=True),
+        "fp32_gemm": Lever(encoder, decoder, stride2="gemm"),
+        "autocast_bf16_gemm": Lever(encoder, decoder, stride2="gemm",
+                                    context=lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
+        "pure_bf16_gemm": Lever(encoder, decoder, pure_bf16=True, stride2="gemm"),
     }
 
 

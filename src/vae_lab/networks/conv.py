@@ -38,6 +38,68 @@ def one_channel_transposed_conv(h: Tensor, weight: Tensor, bias: Tensor) -> Tens
     return out.unsqueeze(1)
 
 
+class _PhaseTransposedConvReLU(torch.autograd.Function):
+    """relu(Keras-"same" stride-2 3x3 transposed conv) of channels-last `h` as one GEMM and its 4 output phases.
+
+    Output pixel (2m + py, 2l + px) gets kernel row py from input row m, plus (py = 0 only) row 2 from input row
+    m - 1; the same for columns. So one (B*n*n, C_in) @ (C_in, 9*C_out) product gives every tap, and nine shifted
+    adds assemble the four phases: the 2n x 2n output Keras keeps, nothing computed for the row and column it drops.
+    Backward is the two transposed GEMMs. The GEMMs run in `dtype` (bf16 under autocast), the adds in that dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        batch, c_in, n, _ = h.shape
+        c_out = weight.shape[1]
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else h.dtype
+        pixels = h.permute(0, 2, 3, 1).reshape(-1, c_in).to(dtype)  # a free view of channels-last input
+        w = weight.permute(0, 2, 3, 1).reshape(c_in, 9 * c_out).to(dtype)  # [ci, (ki, kj, co)]
+        with torch.autocast("cpu", enabled=False):
+            y = (pixels @ w).view(batch, n, n, 3, 3, c_out)
+            b = bias.to(dtype)
+            out = y.new_empty(batch, n, 2, n, 2, c_out)
+            out[:, :, 0, :, 0] = y[:, :, :, 0, 0] + b
+            out[:, 1:, 0, :, 0] += y[:, :-1, :, 2, 0]
+            out[:, :, 0, 1:, 0] += y[:, :, :-1, 0, 2]
+            out[:, 1:, 0, 1:, 0] += y[:, :-1, :-1, 2, 2]
+            out[:, :, 0, :, 1] = y[:, :, :, 0, 1] + b
+            out[:, 1:, 0, :, 1] += y[:, :-1, :, 2, 1]
+            out[:, :, 1, :, 0] = y[:, :, :, 1, 0] + b
+            out[:, :, 1, 1:, 0] += y[:, :, :-1, 1, 2]
+            out[:, :, 1, :, 1] = y[:, :, :, 1, 1] + b
+            out.relu_()
+        ctx.save_for_backward(pixels, w, out)
+        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype)
+        return out.view(batch, 2 * n, 2 * n, c_out).permute(0, 3, 1, 2)  # (B, C_out, 2n, 2n), channels-last
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        pixels, w, out = ctx.saved_tensors
+        batch, n, _, _, _, c_out = out.shape
+        c_in = pixels.shape[1]
+        g = grad.permute(0, 2, 3, 1).reshape(out.shape).to(out.dtype) * (out > 0)  # through the ReLU
+        gy = g.new_zeros(batch, n, n, 3, 3, c_out)  # the adjoint of the nine shifted adds: nine shifted copies
+        gy[:, :, :, 0, 0] = g[:, :, 0, :, 0]
+        gy[:, :-1, :, 2, 0] = g[:, 1:, 0, :, 0]
+        gy[:, :, :-1, 0, 2] = g[:, :, 0, 1:, 0]
+        gy[:, :-1, :-1, 2, 2] = g[:, 1:, 0, 1:, 0]
+        gy[:, :, :, 0, 1] = g[:, :, 0, :, 1]
+        gy[:, :-1, :, 2, 1] = g[:, 1:, 0, :, 1]
+        gy[:, :, :, 1, 0] = g[:, :, 1, :, 0]
+        gy[:, :, :-1, 1, 2] = g[:, :, 1, 1:, 0]
+        gy[:, :, :, 1, 1] = g[:, :, 1, :, 1]
+        gy = gy.view(-1, 9 * c_out)
+        h_dtype, w_dtype, b_dtype = ctx.dtypes
+        grad_h = (gy @ w.t()).view(batch, n, n, c_in).permute(0, 3, 1, 2).to(h_dtype)
+        grad_w = (pixels.t() @ gy).view(c_in, 3, 3, c_out).permute(0, 3, 1, 2).to(w_dtype)
+        return grad_h, grad_w, g.sum(dim=(0, 1, 2, 3, 4), dtype=b_dtype)
+
+
+def phase_transposed_conv_relu(h: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """`relu(deconv(F.pad(h, PAD_BEFORE)))` of `Decoder`'s stride-2 layers, as GEMMs (same math, other rounding)."""
+    return _PhaseTransposedConvReLU.apply(h.contiguous(memory_format=torch.channels_last), weight, bias)
+
+
 class Encoder(nn.Module):
     """x (B, 1, 28, 28) -> mean, log-variance (B, latent_dim) of q(z|x)."""
 
@@ -58,6 +120,10 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z (B, latent_dim) -> Bernoulli logits (B, 1, 28, 28) of p(x|z)."""
 
+    # How the stride-2 layers run, not what they compute (set by callbacks.runtime's measured choice, never saved):
+    # "onednn" (torch's transposed convolutions) or "gemm" (`phase_transposed_conv_relu`).
+    stride2: str = "onednn"
+
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.dense = nn.Linear(latent_dim, 7 * 7 * 32)
@@ -72,8 +138,11 @@ class Decoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = torch.relu(self.dense(z)).view(-1, 32, 7, 7)
-        h = torch.relu(self.deconv1(F.pad(h, PAD_BEFORE)))
-        h = torch.relu(self.deconv2(F.pad(h, PAD_BEFORE)))
+        for deconv in (self.deconv1, self.deconv2):
+            if self.stride2 == "gemm":
+                h = phase_transposed_conv_relu(h, deconv.weight, deconv.bias)
+            else:
+                h = torch.relu(deconv(F.pad(h, PAD_BEFORE)))
         if torch.is_grad_enabled():
             return self.deconv3(h)  # training: oneDNN's backward made whole steps faster than the GEMM's (README)
         return one_channel_transposed_conv(h, self.deconv3.weight, self.deconv3.bias)

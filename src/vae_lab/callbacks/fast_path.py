@@ -84,8 +84,7 @@ def choose(candidates: Sequence[str], time_step: Callable[[str], float], key: st
     best = min(medians, key=medians.__getitem__)
     path = best if medians[best] < medians[default] * (1 - margin) else default
     if cache is not None:
-        with_choice = {**read_cache(cache), key: path}
-        cache.parent.mkdir(parents=True, exist_ok=True)
+        with_choice = {**read_cache(cache), key: path}  # atomic_write_text makes the cache folder if needed
         atomic_write_text(cache, json.dumps(with_choice, indent=1, sort_keys=True) + "\n")
     return Choice(path, cached=False, seconds_per_step=medians)
 

@@ -67,7 +67,9 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
 
 def resume_hint(run_dir: Path, signal_name: str) -> str:
     """What to type to continue an interrupted run (or sweep), or why there is nothing to continue yet."""
-    if not (run_dir / "checkpoints" / "last.ckpt").is_file():
+    from vae_lab.resume import CHECKPOINT
+
+    if not (run_dir / CHECKPOINT).is_file():
         return f"interrupted by {signal_name} before its first epoch ended: {run_dir} has nothing to resume yet."
     target = Path(HydraConfig.get().sweep.dir) if in_sweep() else run_dir
     return f"interrupted by {signal_name}; continue with: python -m vae_lab.train resume={target}"

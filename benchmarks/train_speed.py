@@ -100,10 +100,12 @@ def vae_lab_module(role: str) -> ModuleType:
 def config_dir() -> Path:
     """vae_lab's Hydra config folder: the one its entry points use, else the repo's or the package's conf/."""
     with contextlib.suppress(ImportError, AttributeError):
-        from vae_lab import preflight
+        import vae_lab
 
-        if (Path(preflight.CONFIG_DIR) / "train.yaml").is_file():
-            return Path(preflight.CONFIG_DIR)
+        found = getattr(vae_lab, "CONFIG_DIR", None)  # older versions kept it in vae_lab.preflight
+        found = Path(found or __import__("vae_lab.preflight").preflight.CONFIG_DIR)
+        if (found / "train.yaml").is_file():
+            return found
     for candidate in (REPO / "conf", REPO / "src" / "vae_lab" / "conf"):
         if (candidate / "train.yaml").is_file():
             return candidate

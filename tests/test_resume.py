@@ -21,8 +21,9 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tests.conftest import CONF_DIR, REPO_ROOT
+from vae_lab import CONFIG_DIR
 from vae_lab.errors import VaeLabError
-from vae_lab.preflight import CONFIG_DIR, check_command_line
+from vae_lab.preflight import check_command_line
 from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
 
 EPOCHS = 2

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import CONF_DIR
 from vae_lab.config_checks import check_config
-from vae_lab.errors import VaeLabError
-from vae_lab.preflight import USAGE_EXIT, check_command_line, job_overrides, one_sentence
+from vae_lab.errors import USAGE_EXIT, VaeLabError
+from vae_lab.preflight import check_command_line, job_overrides, one_sentence
 
 MODEL_KEYS = ["latent_dim", "lr", "objective", "k", "beta", "kl"]  # cvae.yaml's and the objective group's
 # The eight bad inputs and the exact sentence each must produce.

@@ -8,6 +8,7 @@ from typing import TypeVar
 
 Config = TypeVar("Config")
 Result = TypeVar("Result")
+USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
 
 
 class VaeLabError(Exception):

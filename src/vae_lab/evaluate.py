@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab import CONFIG_DIR
 from vae_lab.accelerators import check_memory, pick_device, set_threads
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.config_checks import Rule, Seed, Threads, between, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.preflight import CONFIG_DIR, run
+from vae_lab.preflight import run
 
 if TYPE_CHECKING:
     import lightning as L

@@ -23,10 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vae_lab.accelerators import HARDWARE_NAMES, check_accelerator, check_memory, check_threads, pick_device
 from vae_lab.config_checks import check_config
-from vae_lab.errors import VaeLabError, print_error
+from vae_lab.errors import USAGE_EXIT, VaeLabError, print_error
 
-CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # shipped with the package; the repo's conf/ links here
-USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
 # Each entry point's own keys and their rules, beside the entry point (imported when a command line is checked).
 SETTINGS = {"train": "vae_lab.train.TrainSettings", "eval": "vae_lab.evaluate.EvaluateSettings",
             "sample": "vae_lab.sample.SampleSettings"}

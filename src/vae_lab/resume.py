@@ -22,6 +22,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from vae_lab import CONFIG_DIR
 from vae_lab.errors import VaeLabError
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -122,8 +123,6 @@ def read_intact(target: str, checkpoint: Path) -> dict[str, Any]:
 
 def resume_arguments(argv: list[str]) -> list[str]:
     """Replace `resume=X` in a command line by the Hydra arguments that continue run X in place."""
-    from vae_lab.preflight import CONFIG_DIR
-
     argument = next(arg for arg in argv if arg.startswith("resume="))
     target = argument.split("=", 1)[1]
     if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'

@@ -18,7 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.atomic_files import atomic_write_text
-from vae_lab.errors import print_error
+from vae_lab.errors import USAGE_EXIT, print_error
 
 # What a vae_lab run or sweep leaves in its folder (Hydra's `.hydra/` and `multirun.yaml`, vae_lab's own files).
 RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
@@ -88,8 +88,6 @@ def _check_writable(folder: Path) -> None:
 
 
 def _refuse(message: str) -> None:
-    from vae_lab.preflight import USAGE_EXIT
-
     print_error(message)
     # SystemExit passes through Hydra's callback guard (which catches Exception) and sets the exit code.
     raise SystemExit(USAGE_EXIT)

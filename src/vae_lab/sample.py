@@ -19,13 +19,14 @@ from typing import Annotated, Any
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab import CONFIG_DIR
 from vae_lab.accelerators import check_memory, set_threads
 from vae_lab.atomic_files import atomic_write, check_writable
 from vae_lab.config_checks import Rule, Seed, Threads, at_least, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import exit_on_user_error
 from vae_lab.evaluate import TEST_SIZE, OutputDir, require_ckpt_path
-from vae_lab.preflight import CONFIG_DIR, run
+from vae_lab.preflight import run
 
 
 def _is_index_pair(value: Any) -> bool:

@@ -13,10 +13,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from vae_lab import CONFIG_DIR
 from vae_lab.config_checks import Seed, Threads, build, check_config
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.preflight import CONFIG_DIR, run
+from vae_lab.preflight import run
 
 
 @dataclass(frozen=True)

@@ -59,10 +59,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=2, default=str))
-
-
 class RunManifest(L.Callback):
     """Writes `manifest.json` into `dirpath`, recording `config` (the run's model, data, trainer, seed) resolved."""
 
@@ -101,4 +97,4 @@ class RunManifest(L.Callback):
             manifest.setdefault("resumes", []).append(resume)
         else:
             manifest = {**record, "config": self.config, "ckpt_path": trainer.ckpt_path}
-        write_json_atomically(path, manifest)
+        atomic_write_text(path, json.dumps(manifest, indent=2, default=str))

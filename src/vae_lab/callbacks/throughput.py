@@ -14,20 +14,17 @@ timestamps per epoch (no per-step host sync) so that what it measures is what a 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import lightning as L
 import torch
 
-from vae_lab.errors import VaeLabError
+from vae_lab.config_checks import check_arguments, positive
 
 
 class EpochThroughput(L.Callback):
-    def __init__(self, warmup_steps: int = 5) -> None:
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 1:
-            raise VaeLabError(
-                f"callbacks.throughput.warmup_steps={warmup_steps!r} is not allowed; use a positive integer like 5."
-            )
+    def __init__(self, warmup_steps: Annotated[int, positive(5)] = 5) -> None:
+        check_arguments(EpochThroughput, locals(), "callbacks.throughput")
         self.warmup_steps = warmup_steps
         self.history: list[dict[str, float]] = []  # one entry per epoch, for callers that read it directly
         self._reset()

@@ -25,8 +25,9 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -40,6 +41,7 @@ from vae_lab.sweep_jobs import (
     find_jobs,
     searched_keys,
     seed_groups,
+    setting,
     sweep_counts,
     swept_keys,
 )
@@ -160,16 +162,7 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
 
 def ranked(jobs: list[SweepJob], metric: str) -> list[SweepJob]:
     """Completed jobs by `metric`, best first (an ELBO: highest; a KL: lowest), then the others in folder order."""
-    sign = 1 if lower_is_better(metric) else -1
-
-    def key(indexed: tuple[int, SweepJob]) -> tuple[int, float, int]:
-        index, job = indexed
-        value = job.metrics.get(metric, math.nan)
-        if job.status != COMPLETED or not math.isfinite(value):
-            return (1, 0.0, index)
-        return (0, sign * value, index)
-
-    return [job for _, job in sorted(enumerate(jobs), key=key)]
+    return _best_first(jobs, metric, lambda job: [job])  # a job ranks as a seed group of one
 
 
 def metric_names(jobs: list[SweepJob], metric: str) -> list[str]:
@@ -204,14 +197,19 @@ def finite_values(jobs: list[SweepJob], metric: str) -> list[float]:
 
 def ranked_groups(groups: dict[tuple[str, ...], list[SweepJob]], metric: str) -> list[Group]:
     """Seed groups by the mean of `metric`, best first; groups without a finite value last."""
+    return _best_first(list(groups.items()), metric, lambda group: group[1])
+
+
+def _best_first(items: list, metric: str, jobs_of: Callable[[Any], list[SweepJob]]) -> list:
+    """`items` by the mean finite `metric` of their completed jobs, best first; those without one last, in order."""
     sign = 1 if lower_is_better(metric) else -1
 
-    def key(indexed: tuple[int, Group]) -> tuple[int, float, int]:
-        index, (_, jobs) = indexed
-        mean = summary(finite_values(jobs, metric))[0]
+    def key(indexed: tuple[int, Any]) -> tuple[int, float, int]:
+        index, item = indexed
+        mean = summary(finite_values(jobs_of(item), metric))[0]
         return (1, 0.0, index) if math.isnan(mean) else (0, sign * mean, index)
 
-    return [group for _, group in sorted(enumerate(groups.items()), key=key)]
+    return [item for _, item in sorted(enumerate(items), key=key)]
 
 
 def group_row(group: Group, group_keys: list[str], names: list[str]) -> dict[str, object]:
@@ -265,10 +263,10 @@ def group_markdown(
         "mean ± sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
         f"where it differs). Sorted by mean `{metric}`, {order_word(metric)}.", "",
     ]
-    best_values, best_jobs = groups[0]
+    _, best_jobs = groups[0]
     mean, sd, n = summary(finite_values(best_jobs, metric))
     if n:
-        chosen = " ".join(f"{key}={value}" for key, value in zip(group_keys, best_values, strict=True)) or "all jobs"
+        chosen = setting(best_jobs[0], group_keys) or "all jobs"
         lines += [f"Best: {chosen}, `{metric}` = {_mean_sd(mean, sd)} (n = {n}).", ""]
     columns = [*group_keys, "n", *names]
     rows = []

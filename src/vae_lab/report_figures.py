@@ -75,7 +75,7 @@ def plot_groups(path: Path, jobs: list[SweepJob], groups: list[Group], keys: lis
     for ax, key in zip(axes[:-1], keys or [None], strict=True):
         _group_means_vs_value(ax, groups, keys, key, metric)
     curves = axes[-1]
-    for values, group_jobs in groups:
+    for _, group_jobs in groups:
         by_epoch: dict[int, list[float]] = {}
         for job in group_jobs:
             if job.status == COMPLETED:
@@ -86,7 +86,7 @@ def plot_groups(path: Path, jobs: list[SweepJob], groups: list[Group], keys: lis
         epochs = sorted(by_epoch)
         means = [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
         sds = [statistics.stdev(by_epoch[epoch]) if len(by_epoch[epoch]) > 1 else 0.0 for epoch in epochs]
-        label = _setting_label(keys, values) + f" (n={max(len(by_epoch[epoch]) for epoch in epochs)})"
+        label = setting(group_jobs[0], keys) + f" (n={max(len(by_epoch[epoch]) for epoch in epochs)})"
         (line,) = curves.plot(epochs, means, "-", marker="o", markersize=3, label=label)
         curves.fill_between(epochs, [m - s for m, s in zip(means, sds, strict=True)],
                             [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.2)
@@ -179,11 +179,11 @@ def _group_means_vs_value(ax: Any, groups: list[Group], keys: list[str], key: st
     labels = [values[index] if index is not None else "all jobs" for values, _ in groups]
     positions = _positions(ax, labels)
     series: dict[str, list[tuple[float, float, float]]] = {}
-    for (values, jobs), position in zip(groups, positions, strict=True):
+    for (_, jobs), position in zip(groups, positions, strict=True):
         found = [job.metrics[metric] for job in jobs if job.status == COMPLETED and math.isfinite(
             job.metrics.get(metric, math.nan))]
         if found:
-            others = " ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True) if k != key)
+            others = setting(jobs[0], [other for other in keys if other != key])
             sd = statistics.stdev(found) if len(found) > 1 else 0.0
             series.setdefault(others, []).append((position, statistics.fmean(found), sd))
     for label, points in series.items():
@@ -204,10 +204,6 @@ def _positions(ax: Any, labels: list[str]) -> list[float]:
     categories = sorted(set(labels))
     ax.set_xticks(range(len(categories)), categories)
     return [float(categories.index(label)) for label in labels]
-
-
-def _setting_label(keys: list[str], values: tuple[str, ...] | list[str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in zip(keys, values, strict=True))
 
 
 def number_or_none(text: str) -> float | None:

@@ -89,7 +89,7 @@ def test_images_and_report_figures_on_a_full_disk_keep_the_old_file(tmp_path: Pa
 
     from vae_lab.callbacks.gif import TrainingGif
     from vae_lab.callbacks.sample_grid import SampleGrid
-    from vae_lab.report_figures import save_figure
+    from vae_lab.report import save_figure
 
     trainer = SimpleNamespace(is_global_zero=True, default_root_dir=str(tmp_path), loggers=[])
     iio.imwrite(tmp_path / "image_at_epoch_0000.png", np.zeros((12, 12, 3), np.uint8))

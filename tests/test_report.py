@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from tests.test_sweeps import TINY as SWEEP_TINY
 from tests.test_sweeps import read_csv, run_cli
-from vae_lab.job_result import JobResult, write_result
+from vae_lab.sweep_outcome import JobResult, write_result
 from vae_lab.report import lower_is_better
 from vae_lab.report import main as report_main
 from vae_lab.sweep_jobs import find_jobs
@@ -49,7 +49,7 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> dict[str, Figure]:
         saved[Path(path).name] = figure
         Path(path).write_bytes(b"\x89PNG")
 
-    monkeypatch.setattr("vae_lab.report_figures.save_figure", save_figure)
+    monkeypatch.setattr("vae_lab.report.save_figure", save_figure)
     return saved
 
 

@@ -6,12 +6,12 @@ many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several,
   `result.json`), completed jobs sorted by `val/elbo` (best first), then the failed and unfinished ones, with
   their error, so no job silently drops out; `report.md` also names the best job and, after an Optuna search,
   the sweeper's own best trial (`optimization_results.yaml`).
-- When `seed` is swept: `report.csv` has one row per setting of the other swept keys with the mean, sample
-  standard deviation and n (completed jobs with a finite value) of every final metric; `jobs.csv` and the end of
-  `report.md` keep the table of jobs.
-- `report.png`: the final `val/elbo` against each swept value (group means with ±1 sd error bars over seeds),
-  and the `val/elbo` curve of every job (over seeds: the mean, with a ±1 sd band), from its TensorBoard events
-  or, without them, its CSV log.
+- When `seed` is swept, the jobs that agree on every other swept key are one setting (without `seed`, a job is a
+  setting of its own): `report.csv` has one row per setting with the mean, sample standard deviation and n
+  (completed jobs with a finite value) of every final metric; `jobs.csv` and the end of `report.md` keep the jobs.
+- `report.png`: each setting's final `val/elbo` against each swept value (over seeds: the mean with a ±1 sd error
+  bar) and its `val/elbo` curve (over seeds: the mean, with a ±1 sd band), from the TensorBoard events or,
+  without them, the CSV log.
 - `rate_distortion.png` when `model.beta` or `model.latent_dim` is swept: rate R = KL against distortion
   D = -recon of every job (Alemi et al., 2018), test metrics when every job has them, else validation metrics.
 """
@@ -25,26 +25,19 @@ import math
 import os
 import statistics
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 
-from vae_lab.atomic_files import atomic_write_text, check_writable
+from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, print_error
-from vae_lab.job_result import COMPLETED
-from vae_lab.report_figures import number_or_none, plot_groups, plot_jobs, plot_rate_distortion
-from vae_lab.sweep_jobs import (
-    SEED,
-    SweepJob,
-    find_jobs,
-    searched_keys,
-    seed_groups,
-    setting,
-    sweep_counts,
-    swept_keys,
-)
+from vae_lab.sweep_jobs import SEED, SweepJob, find_jobs, setting, sweep_counts, swept_keys
+from vae_lab.sweep_outcome import COMPLETED
 
 METRIC = "val/elbo"
 OPTUNA_RESULTS = "optimization_results.yaml"
@@ -54,8 +47,7 @@ RATE_DISTORTION_KEYS = ("model.beta", "model.latent_dim")
 # too; rates (`perf/train_images_per_s`) and everything else, the ELBO, IWAE bound and reconstruction
 # log-likelihood (`recon`) first, are higher-better.
 LOWER_IS_BETTER = ("kl", "loss", "nll", "bpd")
-
-Group = tuple[tuple[str, ...], list[SweepJob]]
+MAX_LEGEND_ENTRIES = 12
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the metrics to show after --metric, in this order (default: every recorded one)")
     args = parser.parse_args(argv)
     try:
-        columns = args.columns.split(",") if args.columns else None
-        written = write_report(args.folders, args.out, args.metric, columns)
+        written = write_report(args.folders, args.out, args.metric, args.columns.split(",") if args.columns else None)
     except VaeLabError as error:
         print_error(error)
         return 1
@@ -89,8 +80,25 @@ def lower_is_better(metric: str) -> bool:
     return name.endswith("_s") or name in LOWER_IS_BETTER
 
 
-def order_word(metric: str) -> str:
-    return "best first (lower is better)" if lower_is_better(metric) else "best first (higher is better)"
+def stats(jobs: list[SweepJob], metric: str) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1 in the denominator; nan below 2 values) and n of `metric` over the
+    completed jobs with a finite value (a failed or diverged seed counts in a setting's jobs, not in its n)."""
+    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
+    values = [value for value in values if math.isfinite(value)]
+    mean = statistics.fmean(values) if values else math.nan
+    return mean, statistics.stdev(values) if len(values) > 1 else math.nan, len(values)
+
+
+def ranked(items: list, metric: str) -> list:
+    """Jobs, or settings (lists of jobs), by their mean finite `metric`, best first (an ELBO: highest; a KL: lowest);
+    those without one last, in their order."""
+    sign = 1 if lower_is_better(metric) else -1
+
+    def key(item: SweepJob | list[SweepJob]) -> tuple[int, float]:
+        mean = stats(item if isinstance(item, list) else [item], metric)[0]
+        return (1, 0.0) if math.isnan(mean) else (0, sign * mean)
+
+    return sorted(items, key=key)
 
 
 def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, metric: str = METRIC,
@@ -100,19 +108,15 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     `shown`: the metrics shown after `metric` (default: every metric a job recorded, alphabetically).
     """
     folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(folder) for folder in folders]
+    where = ("pass a run folder (outputs/<date>/<time>) or the folder a sweep printed at its end, like "
+             "multirun/2026-01-31/12-00-00-123456.")
     for folder in folders:
         if not folder.is_dir():
-            raise VaeLabError(
-                f"{folder} is not a folder; pass a run folder (outputs/<date>/<time>) or the folder a sweep "
-                "printed at its end, like multirun/2026-01-31/12-00-00-123456."
-            )
+            raise VaeLabError(f"{folder} is not a folder; {where}")
     jobs = find_jobs(*folders)
     if not jobs:
-        raise VaeLabError(
-            f"{' '.join(map(str, folders))} holds no sweep jobs or runs (no .hydra/overrides.yaml in it or below it); "
-            "pass a run folder (outputs/<date>/<time>) or the folder a sweep printed at its end, like "
-            "multirun/2026-01-31/12-00-00-123456."
-        )
+        raise VaeLabError(f"{' '.join(map(str, folders))} holds no sweep jobs or runs (no .hydra/overrides.yaml in "
+                          f"it or below it); {where}")
     recorded = sorted({name for job in jobs for name in job.metrics})
     if recorded and metric not in recorded:
         lower = [name for name in recorded if lower_is_better(name)]
@@ -123,104 +127,73 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     if unknown:
         raise VaeLabError(f"--columns {','.join(unknown)}: no job recorded {'it' if len(unknown) == 1 else 'them'}; "
                           f"use names from {', '.join(recorded)}.")
-    keys = swept_keys(jobs, searched_keys(jobs))
-    in_folder_order, jobs = jobs, ranked(jobs, metric)
     out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
     check_writable(out_dir)  # one sentence for a read-only or full folder, before reading every job
-    names = [metric, *[name for name in shown if name != metric]] if shown else metric_names(jobs, metric)
+    keys = swept_keys(jobs)
+    seeded = SEED in keys
+    group_keys = [key for key in keys if key != SEED]
+    settings: dict[str, list[SweepJob]] = {}  # in folder order; without seeds, each job is a setting of its own
+    for job in jobs:
+        settings.setdefault(setting(job, group_keys) if seeded else job.name, []).append(job)
+    groups = list(settings.values())
+    best_first, jobs_ranked = ranked(groups, metric), ranked(jobs, metric)
+    names = [metric, *[name for name in shown or recorded if name != metric]]
     columns = ["job", "status", *keys, *names, "error", "dir"]
-    rows = [job_row(job, out_dir) for job in jobs]
+    rows = [job_row(job, out_dir) for job in jobs_ranked]
+    order = f"best first ({'lower' if lower_is_better(metric) else 'higher'} is better)"
+    what = f"Sorted by `{metric}`"
+    if seeded:
+        seeds = ", ".join(sorted({job.overrides.get(SEED, "") for job in jobs}))
+        what = (f"{len(groups)} setting{'s' * (len(groups) != 1)} of "
+                f"{', '.join(f'`{key}`' for key in group_keys) or 'the other keys'}, each over seeds {seeds}: mean ± "
+                "sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
+                f"where it differs). Sorted by mean `{metric}`")
     title = f"`{folders[0]}`" if len(folders) == 1 else f"{len(folders)} folders under `{out_dir}`"
+    lines = [f"# Sweep report: {title}", "", f"{sweep_counts(jobs)}. {what}, {order}.", ""]
+    mean, sd, n = stats(best_first[0], metric)
+    if n:
+        best = best_first[0][0]
+        best = f"{setting(best, group_keys) or 'all jobs'}" if seeded else best.label(keys)
+        lines += [f"Best: {best}, `{metric}` = {_mean_sd(mean, sd)}{f' (n = {n})' if seeded else ''}.", ""]
+    optuna_file = folders[0] / OPTUNA_RESULTS
+    if len(folders) == 1 and optuna_file.is_file():
+        found = OmegaConf.load(optuna_file)
+        params = ", ".join(f"{key}={value}" for key, value in found.get("best_params", {}).items())
+        lines += [f"Optuna's best trial ({OPTUNA_RESULTS}): {params}, value = {found.get('best_value')}.", ""]
+    text = "\n".join(lines) + "\n"
     written = [out_dir / "report.csv", out_dir / "report.md", out_dir / "report.png"]
-    if SEED in keys:
-        group_keys = [key for key in keys if key != SEED]
-        groups = ranked_groups(seed_groups(in_folder_order, group_keys), metric)
-        group_columns = [*group_keys, "jobs", "seeds", *[f"{name}_{part}" for name in names for part in STATS]]
-        write_csv(written[0], group_columns, [group_row(group, group_keys, names) for group in groups])
+    if seeded:
+        summaries, cells = [], []
+        for group in best_first:
+            values = {key: group[0].overrides.get(key, "") for key in group_keys}
+            found = {name: stats(group, name) for name in names}
+            completed = sum(job.status == COMPLETED for job in group)
+            summaries.append({**values, "jobs": len(group), "seeds": " ".join(job.overrides[SEED] for job in group)})
+            cells.append({**values, "n": completed})
+            for name, (mean, sd, n) in found.items():
+                summaries[-1] |= {f"{name}_mean": mean if n else "", f"{name}_sd": sd if n > 1 else "", f"{name}_n": n}
+                cells[-1][name] = _mean_sd(mean, sd) + (f" (n={n})" if n != completed else "") if n else ""
+        write_csv(written[0], list(summaries[0]), summaries)
         written.insert(1, out_dir / "jobs.csv")
-        write_csv(written[1], columns, rows)
-        text = group_markdown(title, jobs, groups, group_keys, names, metric)
-        text += "\n## Jobs\n\n" + table(columns, rows)
-    else:
-        group_keys, groups = keys, None
-        write_csv(written[0], columns, rows)
-        text = markdown(title, folders, jobs, keys, columns, rows, metric)
-    if groups is None:
-        plot_jobs(written[-1], jobs, keys, metric)
-    else:
-        plot_groups(written[-1], jobs, groups, group_keys, metric)
+        text += table([*group_keys, "n", *names], cells) + "\n## Jobs\n\n"
+    write_csv(written[1 if seeded else 0], columns, rows)
+    text += table(columns, rows)
+    plot(written[-1], jobs, groups, group_keys, metric, seeded)
     if any(key in keys for key in RATE_DISTORTION_KEYS):
-        rate_distortion = out_dir / "rate_distortion.png"
-        stage = plot_rate_distortion(rate_distortion, jobs, group_keys)
+        stage = plot_rate_distortion(out_dir / "rate_distortion.png", jobs_ranked, group_keys)
         if stage:
-            written.append(rate_distortion)
-            text += (f"\nRate–distortion: `{rate_distortion.name}` (rate = `{stage}/kl`, distortion = "
+            written.append(out_dir / "rate_distortion.png")
+            text += (f"\nRate–distortion: `rate_distortion.png` (rate = `{stage}/kl`, distortion = "
                      f"−`{stage}/recon`, one point per completed job).\n")
-    atomic_write_text(written[written.index(out_dir / "report.md")], text)
+    atomic_write_text(out_dir / "report.md", text)
     return written
 
 
-def ranked(jobs: list[SweepJob], metric: str) -> list[SweepJob]:
-    """Completed jobs by `metric`, best first (an ELBO: highest; a KL: lowest), then the others in folder order."""
-    return _best_first(jobs, metric, lambda job: [job])  # a job ranks as a seed group of one
-
-
-def metric_names(jobs: list[SweepJob], metric: str) -> list[str]:
-    """`metric` first, then every other final metric any job recorded, alphabetically."""
-    names = sorted({name for job in jobs for name in job.metrics} - {metric})
-    return [metric, *names]
-
-
 def job_row(job: SweepJob, out_dir: Path) -> dict[str, object]:
-    row: dict[str, object] = {"job": job.name, "status": job.status, **job.overrides, **job.metrics}
-    row["error"] = job.error or ""
     out_dir = out_dir.resolve()
-    row["dir"] = job.dir.relative_to(out_dir).as_posix() if job.dir.is_relative_to(out_dir) else str(job.dir)
-    return row
-
-
-STATS = ("mean", "sd", "n")
-
-
-def summary(values: list[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (n - 1 in the denominator; nan for fewer than 2 values) and n."""
-    mean = statistics.fmean(values) if values else math.nan
-    sd = statistics.stdev(values) if len(values) > 1 else math.nan
-    return mean, sd, len(values)
-
-
-def finite_values(jobs: list[SweepJob], metric: str) -> list[float]:
-    """`metric` of the completed jobs that recorded a finite value (a diverged seed counts in `jobs`, not in n)."""
-    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
-    return [value for value in values if math.isfinite(value)]
-
-
-def ranked_groups(groups: dict[tuple[str, ...], list[SweepJob]], metric: str) -> list[Group]:
-    """Seed groups by the mean of `metric`, best first; groups without a finite value last."""
-    return _best_first(list(groups.items()), metric, lambda group: group[1])
-
-
-def _best_first(items: list, metric: str, jobs_of: Callable[[Any], list[SweepJob]]) -> list:
-    """`items` by the mean finite `metric` of their completed jobs, best first; those without one last, in order."""
-    sign = 1 if lower_is_better(metric) else -1
-
-    def key(indexed: tuple[int, Any]) -> tuple[int, float, int]:
-        index, item = indexed
-        mean = summary(finite_values(jobs_of(item), metric))[0]
-        return (1, 0.0, index) if math.isnan(mean) else (0, sign * mean, index)
-
-    return [item for _, item in sorted(enumerate(items), key=key)]
-
-
-def group_row(group: Group, group_keys: list[str], names: list[str]) -> dict[str, object]:
-    values, jobs = group
-    row: dict[str, object] = dict(zip(group_keys, values, strict=True))
-    row["jobs"] = len(jobs)
-    row["seeds"] = " ".join(job.overrides.get(SEED, "") for job in jobs)
-    for name in names:
-        mean, sd, n = summary(finite_values(jobs, name))
-        row |= {f"{name}_mean": "" if n == 0 else mean, f"{name}_sd": "" if n < 2 else sd, f"{name}_n": n}
-    return row
+    folder = job.dir.relative_to(out_dir).as_posix() if job.dir.is_relative_to(out_dir) else str(job.dir)
+    return {"job": job.name, "status": job.status, **job.overrides, **job.metrics, "error": job.error or "",
+            "dir": folder}
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> None:
@@ -231,59 +204,9 @@ def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> 
     atomic_write_text(path, text.getvalue())
 
 
-def markdown(
-    title: str,
-    folders: list[Path],
-    jobs: list[SweepJob],
-    keys: list[str],
-    columns: list[str],
-    rows: list[dict[str, object]],
-    metric: str,
-) -> str:
-    lines = [f"# Sweep report: {title}", "", f"{sweep_counts(jobs)}. Sorted by `{metric}`, {order_word(metric)}.", ""]
-    best = jobs[0]
-    if best.status == COMPLETED and metric in best.metrics:
-        lines += [f"Best: {best.label(keys)}, `{metric}` = {best.metrics[metric]:.5g}.", ""]
-    optuna_file = folders[0] / OPTUNA_RESULTS
-    if len(folders) == 1 and optuna_file.is_file():
-        found = OmegaConf.load(optuna_file)
-        params = ", ".join(f"{key}={value}" for key, value in found.get("best_params", {}).items())
-        lines += [f"Optuna's best trial ({OPTUNA_RESULTS}): {params}, value = {found.get('best_value')}.", ""]
-    return "\n".join(lines) + "\n" + table(columns, rows)
-
-
-def group_markdown(
-    title: str, jobs: list[SweepJob], groups: list[Group], group_keys: list[str], names: list[str], metric: str
-) -> str:
-    seeds = sorted({job.overrides.get(SEED, "") for job in jobs}, key=lambda seed: (number_or_none(seed) is None, seed))
-    lines = [
-        f"# Sweep report: {title}", "",
-        f"{sweep_counts(jobs)}. {len(groups)} setting{'s' * (len(groups) != 1)} of "
-        f"{', '.join(f'`{key}`' for key in group_keys) or 'the other keys'}, each over seeds {', '.join(seeds)}: "
-        "mean ± sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
-        f"where it differs). Sorted by mean `{metric}`, {order_word(metric)}.", "",
-    ]
-    _, best_jobs = groups[0]
-    mean, sd, n = summary(finite_values(best_jobs, metric))
-    if n:
-        chosen = setting(best_jobs[0], group_keys) or "all jobs"
-        lines += [f"Best: {chosen}, `{metric}` = {_mean_sd(mean, sd)} (n = {n}).", ""]
-    columns = [*group_keys, "n", *names]
-    rows = []
-    for values, group_jobs in groups:
-        completed = sum(job.status == COMPLETED for job in group_jobs)
-        row: dict[str, object] = {**dict(zip(group_keys, values, strict=True)), "n": completed}
-        for name in names:
-            mean, sd, n = summary(finite_values(group_jobs, name))
-            row[name] = "" if n == 0 else _mean_sd(mean, sd) + (f" (n={n})" if n != completed else "")
-        rows.append(row)
-    return "\n".join(lines) + "\n" + table(columns, rows)
-
-
 def table(columns: list[str], rows: list[dict[str, object]]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(column, "")) for column in columns) + " |")
+    lines += ["| " + " | ".join(_cell(row.get(column, "")) for column in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -296,6 +219,139 @@ def _cell(value: object) -> str:
         value = float(value)  # a sampled learning rate like 0.00018659959624904942 (exact in report.csv)
     text = f"{value:.5g}" if isinstance(value, float) else str(value)
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def val_curve(job_dir: Path, tag: str) -> list[tuple[int, float]]:
+    """(epochs trained, value) of `tag` from the job's TensorBoard events, else from Lightning's CSV log
+    (`csv/version_N/metrics.csv`); a resumed run adds events files or the next version. Empty without either."""
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    points: dict[int, float] = {}
+    for events_dir in sorted({path.parent for path in Path(job_dir).rglob("events.out.tfevents.*")}):
+        events = EventAccumulator(str(events_dir), size_guidance={SCALARS: 0})  # 0: keep every point
+        events.Reload()
+        scalars = events.Tags()["scalars"]
+        if tag in scalars:
+            # Lightning logs `epoch` (0-based) at every step it logs a metric: after epoch e we have trained e + 1.
+            epoch_at = {e.step: int(e.value) + 1 for e in events.Scalars("epoch")} if "epoch" in scalars else {}
+            points |= {epoch_at.get(event.step, event.step): event.value for event in events.Scalars(tag)}
+    if not points:
+        for metrics_file in sorted(Path(job_dir).glob("csv/**/metrics.csv")):
+            with metrics_file.open(newline="") as handle:
+                points |= {int(float(row["epoch"])) + 1: float(row[tag]) for row in csv.DictReader(handle)
+                           if row.get(tag) and row.get("epoch")}
+    return sorted(points.items())
+
+
+def plot(path: Path, jobs: list[SweepJob], groups: list[list[SweepJob]], keys: list[str], metric: str,
+         seeded: bool) -> None:
+    """One panel per swept key, each setting's final `metric` against its value (one line per setting of the other
+    keys), and one of curves per epoch; over seeds, the mean of the completed jobs, ±1 sd as error bars and bands. A
+    setting without a completed job is drawn dotted, from its other jobs."""
+    fig = Figure(figsize=(4.2 * (max(len(keys), 1) + 1), 3.8))
+    *finals, curves = fig.subplots(1, max(len(keys), 1) + 1, squeeze=False)[0]
+    over = " (mean ± 1 sd)" if seeded else ""
+    for ax, key in zip(finals, keys or [None], strict=True):
+        labels = [group[0].overrides.get(key, "") if key else "all jobs" if seeded else group[0].name
+                  for group in groups]
+        series: dict[str, list[tuple[float, float, float]]] = {}
+        for group, position in zip(groups, _positions(ax, labels), strict=True):
+            mean, sd, n = stats(group, metric)
+            if n:
+                series.setdefault(setting(group[0], [other for other in keys if other != key]), []).append(
+                    (position, mean, sd))
+        for label, points in series.items():
+            ax.errorbar(*zip(*sorted(points), strict=True), fmt="o-" if key else "o", capsize=3, alpha=0.85,
+                        label=label or None)
+        if any(series) and len(series) <= MAX_LEGEND_ENTRIES:
+            ax.legend(fontsize="x-small")
+        ax.set(xlabel=key or "job", ylabel=f"final {metric}{over}", title=f"final {metric} vs {key or 'job'}")
+    for group in groups:
+        done = [job for job in group if job.status == COMPLETED]
+        by_epoch: dict[int, list[float]] = {}
+        for job in done or group:
+            for epoch, value in val_curve(job.dir, metric):
+                by_epoch.setdefault(epoch, []).append(value)
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            means = [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
+            label = (f"{setting(group[0], keys)} (n={max(map(len, by_epoch.values()))})" if seeded
+                     else group[0].label(keys))
+            (line,) = curves.plot(epochs, means, "-" if done else ":", marker="o", markersize=3, label=label)
+            if seeded:
+                sds = [statistics.stdev(by_epoch[epoch]) if len(by_epoch[epoch]) > 1 else 0.0 for epoch in epochs]
+                curves.fill_between(epochs, [m - s for m, s in zip(means, sds, strict=True)],
+                                    [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.2)
+    ylabel = f"mean {metric} ± 1 sd over seeds" if seeded else metric
+    curves.set(xlabel="epochs trained", ylabel=ylabel, title=f"{ylabel} per epoch")
+    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if 0 < len(curves.get_lines()) <= MAX_LEGEND_ENTRIES:
+        curves.legend(fontsize="x-small")
+    fig.suptitle(sweep_counts(jobs) + "".join(
+        f"; {status}: " + ", ".join(f"job {job.name}" for job in jobs if job.status == status)
+        for status in sorted({job.status for job in jobs} - {COMPLETED})), fontsize="medium")
+    save_figure(fig, path)
+
+
+def plot_rate_distortion(path: Path, jobs: list[SweepJob], keys: list[str]) -> str | None:
+    """Rate R = KL against distortion D = -recon, one point per completed job, coloured by its values of `keys`.
+
+    Lines of slope -1 are lines of equal ELBO (-ELBO = D + R). Uses the `test/` metrics when every plotted job has
+    them, else the `val/` ones; returns that stage, or None (and draws nothing) when no job recorded both.
+    """
+    completed = [job for job in jobs if job.status == COMPLETED]
+    stage = next((stage for stage in ("test", "val") if completed and all(
+        f"{stage}/kl" in job.metrics and f"{stage}/recon" in job.metrics for job in completed)), None)
+    points = [(job, -job.metrics[f"{stage}/recon"], job.metrics[f"{stage}/kl"]) for job in completed] if stage else []
+    points = [(job, d, r) for job, d, r in points if math.isfinite(d) and math.isfinite(r)]
+    if not points:
+        return None
+    fig = Figure(figsize=(5.6, 4.4))
+    ax = fig.subplots()
+    by_label: dict[str, list[tuple[float, float]]] = {}
+    for job, d, r in points:
+        by_label.setdefault(setting(job, keys) or job.label([]), []).append((d, r))
+    for index, (label, chosen) in enumerate(by_label.items()):
+        ax.scatter(*zip(*chosen, strict=True), color=colormaps["viridis"](index / max(len(by_label) - 1, 1)),
+                   label=label, zorder=3)
+    totals = sorted(d + r for _, d, r in points)
+    (low, high), rates = ax.get_xlim(), ax.get_ylim()
+    for total in {totals[0], totals[len(totals) // 2], totals[-1]}:
+        ax.plot([low, high], [total - low, total - high], "--", color="grey", linewidth=0.7, zorder=1)
+    ax.set_xlim(low, high)
+    ax.set_ylim(*rates)  # the points' range: a single-sample (mc) KL may even be slightly negative
+    ax.set(xlabel=f"distortion D = −{stage}/recon (nats)", ylabel=f"rate R = {stage}/kl (nats)",
+           title="rate against distortion (dashed: equal ELBO)")
+    if len(by_label) <= MAX_LEGEND_ENTRIES:
+        ax.legend(fontsize="x-small")
+    save_figure(fig, path)
+    return stage
+
+
+def _positions(ax: Any, labels: list[str]) -> list[float]:
+    """x of each label: the number it spells (log axis when values span a factor of 20 or more), else a category."""
+    numbers = [number_or_none(label) for label in labels]
+    if labels and all(number is not None for number in numbers):
+        if min(numbers) > 0 and max(numbers) / min(numbers) >= 20:
+            ax.set_xscale("log")  # learning rates, latent sizes 2..50: equal steps per factor
+        return numbers
+    categories = sorted(set(labels))
+    ax.set_xticks(range(len(categories)), categories)
+    return [float(categories.index(label)) for label in labels]
+
+
+def number_or_none(text: str) -> float | None:
+    """`float(text)`, or None when the text is not a number (a category such as `model=cvae`)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """The figure, laid out, as a PNG at `path`, written atomically (a reader never sees half a file)."""
+    fig.tight_layout()
+    atomic_write(path, lambda stream: fig.savefig(stream, format="png", dpi=80))
 
 
 if __name__ == "__main__":

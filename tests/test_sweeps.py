@@ -225,7 +225,7 @@ def test_optuna_preset_composes_a_maximizing_search(tmp_path: Path) -> None:
 
 
 def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -> None:
-    from vae_lab.sweep_jobs import SweepJob, parse_overrides, swept_keys
+    from vae_lab.sweep_outcome import SweepJob, parse_overrides, swept_keys
 
     def job(num: int, *overrides: str) -> SweepJob:
         return SweepJob(str(num), tmp_path / str(num), parse_overrides(list(overrides)), None, num)

@@ -1,19 +1,12 @@
 """`python -m vae_lab.report FOLDER...`: one table and one figure that compare runs, a sweep's jobs, or several sweeps.
 
 Each FOLDER is a run (`outputs/<date>/<time>`), a sweep (`multirun/<date>/<time>`), or a folder of either, as
-many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into their common parent; or `--out`):
-- `report.csv` and `report.md`: one row per job (its swept values, status, final metrics from its
-  `result.json`), completed jobs sorted by `val/elbo` (best first), then the failed and unfinished ones, with
-  their error, so no job silently drops out; `report.md` also names the best job and, after an Optuna search,
-  the sweeper's own best trial (`optimization_results.yaml`).
-- When `seed` is swept, the jobs that agree on every other swept key are one setting (without `seed`, a job is a
-  setting of its own): `report.csv` has one row per setting with the mean, sample standard deviation and n
-  (completed jobs with a finite value) of every final metric; `jobs.csv` and the end of `report.md` keep the jobs.
-- `report.png`: each setting's final `val/elbo` against each swept value (over seeds: the mean with a ±1 sd error
-  bar) and its `val/elbo` curve (over seeds: the mean, with a ±1 sd band), from the TensorBoard events or,
-  without them, the CSV log.
-- `rate_distortion.png` when `model.beta` or `model.latent_dim` is swept: rate R = KL against distortion
-  D = -recon of every job (Alemi et al., 2018), test metrics when every job has them, else validation metrics.
+many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into their common parent; or `--out`)
+`report.csv` and `report.md` (a row per job, best first, then the failed and unfinished ones with their error),
+`report.png` (final metric against each swept value; curves per epoch from TensorBoard events or the CSV log) and,
+when `model.beta` or `model.latent_dim` is swept, `rate_distortion.png` (Alemi et al., 2018). When `seed` is swept,
+the jobs that agree on every other swept key are one setting, reported as mean, sample sd and n (`jobs.csv` keeps
+the jobs); without it, each job is a setting of its own. README "Report" and docs/report_and_loggers.md say more.
 """
 
 from __future__ import annotations
@@ -36,8 +29,7 @@ from omegaconf import OmegaConf
 
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, print_error
-from vae_lab.sweep_jobs import SEED, SweepJob, find_jobs, setting, sweep_counts, swept_keys
-from vae_lab.sweep_outcome import COMPLETED
+from vae_lab.sweep_outcome import COMPLETED, SEED, SweepJob, find_jobs, setting, sweep_counts, swept_keys
 
 METRIC = "val/elbo"
 OPTUNA_RESULTS = "optimization_results.yaml"
@@ -73,11 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of `metric` ranks first (see LOWER_IS_BETTER)."""
     name = metric.rsplit("/", 1)[-1]
-    if name.endswith("_se"):
-        return True
-    if "_per_" in name:  # a throughput: images per second
-        return False
-    return name.endswith("_s") or name in LOWER_IS_BETTER
+    return name.endswith("_se") or "_per_" not in name and (name.endswith("_s") or name in LOWER_IS_BETTER)
 
 
 def stats(jobs: list[SweepJob], metric: str) -> tuple[float, float, int]:
@@ -94,20 +82,19 @@ def ranked(items: list, metric: str) -> list:
     those without one last, in their order."""
     sign = 1 if lower_is_better(metric) else -1
 
-    def key(item: SweepJob | list[SweepJob]) -> tuple[int, float]:
+    def key(item: SweepJob | list[SweepJob]) -> float:
         mean = stats(item if isinstance(item, list) else [item], metric)[0]
-        return (1, 0.0) if math.isnan(mean) else (0, sign * mean)
+        return math.inf if math.isnan(mean) else sign * mean  # sorted() is stable: the others keep their order
 
     return sorted(items, key=key)
 
 
-def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, metric: str = METRIC,
+def write_report(folders: list[Path], out_dir: Path | None = None, metric: str = METRIC,
                  shown: Sequence[str] | None = None) -> list[Path]:
     """Write the report of the jobs in or below `folders` into `out_dir`; return the paths written.
 
     `shown`: the metrics shown after `metric` (default: every metric a job recorded, alphabetically).
     """
-    folders = [Path(folders)] if isinstance(folders, str | Path) else [Path(folder) for folder in folders]
     where = ("pass a run folder (outputs/<date>/<time>) or the folder a sweep printed at its end, like "
              "multirun/2026-01-31/12-00-00-123456.")
     for folder in folders:
@@ -139,7 +126,8 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     best_first, jobs_ranked = ranked(groups, metric), ranked(jobs, metric)
     names = [metric, *[name for name in shown or recorded if name != metric]]
     columns = ["job", "status", *keys, *names, "error", "dir"]
-    rows = [job_row(job, out_dir) for job in jobs_ranked]
+    rows = [{"job": job.name, "status": job.status, **job.overrides, **job.metrics, "error": job.error or "",
+             "dir": _relative(job.dir, out_dir)} for job in jobs_ranked]
     order = f"best first ({'lower' if lower_is_better(metric) else 'higher'} is better)"
     what = f"Sorted by `{metric}`"
     if seeded:
@@ -153,7 +141,7 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     mean, sd, n = stats(best_first[0], metric)
     if n:
         best = best_first[0][0]
-        best = f"{setting(best, group_keys) or 'all jobs'}" if seeded else best.label(keys)
+        best = setting(best, group_keys) or "all jobs" if seeded else best.label(keys)
         lines += [f"Best: {best}, `{metric}` = {_mean_sd(mean, sd)}{f' (n = {n})' if seeded else ''}.", ""]
     optuna_file = folders[0] / OPTUNA_RESULTS
     if len(folders) == 1 and optuna_file.is_file():
@@ -163,16 +151,7 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     text = "\n".join(lines) + "\n"
     written = [out_dir / "report.csv", out_dir / "report.md", out_dir / "report.png"]
     if seeded:
-        summaries, cells = [], []
-        for group in best_first:
-            values = {key: group[0].overrides.get(key, "") for key in group_keys}
-            found = {name: stats(group, name) for name in names}
-            completed = sum(job.status == COMPLETED for job in group)
-            summaries.append({**values, "jobs": len(group), "seeds": " ".join(job.overrides[SEED] for job in group)})
-            cells.append({**values, "n": completed})
-            for name, (mean, sd, n) in found.items():
-                summaries[-1] |= {f"{name}_mean": mean if n else "", f"{name}_sd": sd if n > 1 else "", f"{name}_n": n}
-                cells[-1][name] = _mean_sd(mean, sd) + (f" (n={n})" if n != completed else "") if n else ""
+        summaries, cells = setting_rows(best_first, group_keys, names)
         write_csv(written[0], list(summaries[0]), summaries)
         written.insert(1, out_dir / "jobs.csv")
         text += table([*group_keys, "n", *names], cells) + "\n## Jobs\n\n"
@@ -189,11 +168,24 @@ def write_report(folders: Path | Sequence[Path], out_dir: Path | None = None, me
     return written
 
 
-def job_row(job: SweepJob, out_dir: Path) -> dict[str, object]:
-    out_dir = out_dir.resolve()
-    folder = job.dir.relative_to(out_dir).as_posix() if job.dir.is_relative_to(out_dir) else str(job.dir)
-    return {"job": job.name, "status": job.status, **job.overrides, **job.metrics, "error": job.error or "",
-            "dir": folder}
+def setting_rows(groups: list[list[SweepJob]], keys: list[str], names: list[str]) -> tuple[list[dict], list[dict]]:
+    """Per setting: its row of report.csv (`<metric>_mean`, `_sd`, `_n`) and of report.md (`mean ± sd`, with the
+    cell's n where it differs from the setting's completed jobs)."""
+    summaries, cells = [], []
+    for group in groups:
+        values = {key: group[0].overrides.get(key, "") for key in keys}
+        completed = sum(job.status == COMPLETED for job in group)
+        summaries.append({**values, "jobs": len(group), "seeds": " ".join(job.overrides[SEED] for job in group)})
+        cells.append({**values, "n": completed})
+        for name in names:
+            mean, sd, n = stats(group, name)
+            summaries[-1] |= {f"{name}_mean": mean if n else "", f"{name}_sd": sd if n > 1 else "", f"{name}_n": n}
+            cells[-1][name] = _mean_sd(mean, sd) + (f" (n={n})" if n != completed else "") if n else ""
+    return summaries, cells
+
+
+def _relative(folder: Path, out_dir: Path) -> str:
+    return folder.relative_to(out_dir.resolve()).as_posix() if folder.is_relative_to(out_dir.resolve()) else str(folder)
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict[str, object]]) -> None:
@@ -277,11 +269,10 @@ def plot(path: Path, jobs: list[SweepJob], groups: list[list[SweepJob]], keys: l
             means = [statistics.fmean(by_epoch[epoch]) for epoch in epochs]
             label = (f"{setting(group[0], keys)} (n={max(map(len, by_epoch.values()))})" if seeded
                      else group[0].label(keys))
+            sds = [statistics.stdev(by_epoch[epoch]) if len(by_epoch[epoch]) > 1 else 0.0 for epoch in epochs]
             (line,) = curves.plot(epochs, means, "-" if done else ":", marker="o", markersize=3, label=label)
-            if seeded:
-                sds = [statistics.stdev(by_epoch[epoch]) if len(by_epoch[epoch]) > 1 else 0.0 for epoch in epochs]
-                curves.fill_between(epochs, [m - s for m, s in zip(means, sds, strict=True)],
-                                    [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.2)
+            curves.fill_between(epochs, [m - s for m, s in zip(means, sds, strict=True)],
+                                [m + s for m, s in zip(means, sds, strict=True)], color=line.get_color(), alpha=0.2)
     ylabel = f"mean {metric} ± 1 sd over seeds" if seeded else metric
     curves.set(xlabel="epochs trained", ylabel=ylabel, title=f"{ylabel} per epoch")
     curves.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.errors import VaeLabError
-from vae_lab.sweep_outcome import COMPLETED, read_result
 from vae_lab.resume import CHECKPOINT
 from vae_lab.run_folder import SWEEP_RECORD
+from vae_lab.sweep_outcome import COMPLETED, read_result
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage

@@ -257,7 +257,8 @@ def plot(path: Path, jobs: list[SweepJob], groups: list[list[SweepJob]], keys: l
                         label=label or None)
         if any(series) and len(series) <= MAX_LEGEND_ENTRIES:
             ax.legend(fontsize="x-small")
-        ax.set(xlabel=key or "job", ylabel=f"final {metric}{over}", title=f"final {metric} vs {key or 'job'}")
+        against = key or ("all jobs" if seeded else "job")
+        ax.set(xlabel=against, ylabel=f"final {metric}{over}", title=f"final {metric} vs {against}")
     for group in groups:
         done = [job for job in group if job.status == COMPLETED]
         by_epoch: dict[int, list[float]] = {}

@@ -230,3 +230,14 @@ def test_a_report_into_an_unwritable_folder_is_one_sentence_before_any_job_is_re
         f"error: cannot write {tmp_path / 'blocked' / 'report'} (Not a directory); free some space or make it "
         "writable, or choose another folder (output_dir=... for evaluate and sample, hydra.run.dir=... for a run).\n"
     )
+
+
+def test_without_tensorboard_the_curves_come_from_the_csv_log(tmp_path: Path, figures: dict) -> None:
+    # `logger=csv`: Lightning's csv/version_N/metrics.csv, a resumed run adding the next version.
+    job = fake_job(tmp_path / "run", [], {"val/elbo": -90.0})
+    for version, rows in ((0, "0,9,-120.0\n1,19,-100.0\n"), (1, "2,29,-90.0\n")):
+        (job / "csv" / f"version_{version}").mkdir(parents=True)
+        (job / "csv" / f"version_{version}" / "metrics.csv").write_text("epoch,step,val/elbo\n" + rows)
+    assert report_main([str(job)]) == 0
+    (line,) = figures["report.png"].axes[-1].get_lines()
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([1, 2, 3], [-120.0, -100.0, -90.0])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_lab.atomic_checkpoint import AtomicCheckpointIO
+from vae_lab.checkpoints import AtomicCheckpointIO
 
 
 class NotAWeight:

@@ -14,7 +14,7 @@ import torch
 from tests.conftest import compose_config
 from tests.test_evaluate import eval_cfg, tiny_checkpoint, tiny_run  # noqa: F401 (fixtures)
 from vae_lab import atomic_files
-from vae_lab.atomic_checkpoint import AtomicCheckpointIO
+from vae_lab.checkpoints import AtomicCheckpointIO
 from vae_lab.errors import VaeLabError
 from vae_lab.evaluate import evaluate, write_metrics
 from vae_lab.sample import sample

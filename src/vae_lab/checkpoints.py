@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -175,11 +176,9 @@ def test_batches(
     datamodule = data_class(**{key: value for key, value in settings.items() if key in accepted})
     datamodule.prepare_data()
     datamodule.setup("test")
-    remaining = num_images
+    left = sys.maxsize if num_images is None else num_images
     for images, labels in datamodule.test_dataloader():
-        if remaining is not None:
-            if remaining <= 0:
-                return
-            images, labels = images[:remaining], labels[:remaining]
-            remaining -= len(images)
-        yield images, labels
+        if left <= 0:
+            return
+        yield images[:left], labels[:left]
+        left -= len(images)

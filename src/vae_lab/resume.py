@@ -1,22 +1,15 @@
-"""One run, one folder, and `resume=<folder>`: continuing the run or sweep that lives there, in place.
+"""One run, one folder; `resume=<folder>` continues the run or sweep that lives there, in place.
 
-Default folder names carry microseconds (conf/hydra/default.yaml), so they never collide; an explicit
-`hydra.run.dir` / `hydra.sweep.dir` that already holds a run or sweep, or that cannot be written (a read-only or full
-disk), is refused in one sentence by `OneRunPerFolder`, a Hydra callback whose `on_run_start` / `on_multirun_start`
-run before Hydra creates the folder. Continuing what lives there is allowed. A new sweep's folder gets its record,
-`multirun.yaml`, at once, for every sweeper (Hydra's basic one writes it later, Optuna's never).
-
-`resume=<run dir>` (or one of its checkpoints): `resume_arguments` rewrites that one argument into Hydra's own. The
-run's saved `.hydra/config.yaml` becomes the primary config, the run directory stays the run directory (`.hydra/` is
-left as the first start wrote it) and `ckpt_path` points at its `checkpoints/last.ckpt`, so `trainer.fit` restores
-the weights, optimizer, loops and every callback's state. Further overrides apply to this resume only, except
-`trainer.max_epochs`: without one, the run aims where its latest start aimed (`manifest.json`), so a run extended by
-one resume and killed is finished by the next. A resume with nothing left to train, or one that would change the
-size of the saved weights, is refused before anything is written; a wrong path before torch is imported.
-
-`resume=<sweep dir>`: the sweep's own command line as its `multirun.yaml` recorded it (the same jobs in the same
-order, hence the same job numbers, launcher and sweeper), into the same folder. Each job then continues what its
-folder holds (`continue_job`), and an Optuna search its study in the sweep folder (`continue_study`).
+`OneRunPerFolder` (a Hydra callback: it runs before Hydra creates the folder) refuses in one sentence an explicit
+`hydra.run.dir` / `hydra.sweep.dir` that holds another run or sweep or cannot be written (default folder names carry
+microseconds, so they never collide), and gives a new sweep its `multirun.yaml` at once, for every sweeper.
+`resume=<run dir>` (or one of its checkpoints) becomes Hydra's own arguments (`resume_arguments`): the run's saved
+`.hydra/config.yaml` as the primary config, the same run directory, and `ckpt_path` at its `last.ckpt`, so
+`trainer.fit` restores weights, optimizer, loops and every callback's state. Further overrides apply to this resume
+only; `trainer.max_epochs` defaults to what the run's latest start aimed for (`manifest.json`), so a run extended by
+one resume and killed is finished by the next. `resume=<sweep dir>` starts the sweep's recorded command line again
+(same jobs, job numbers, launcher and sweeper) into its folder; each job continues what its folder holds
+(`continue_job`), an Optuna search its stored study (`continue_study`).
 """
 
 from __future__ import annotations
@@ -43,14 +36,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
-SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line, which resume=<sweep dir> starts again
-# What a vae_lab run or sweep leaves in its folder (Hydra's `.hydra/` and `multirun.yaml`, vae_lab's own files).
+SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
 RUN_MARKERS = (".hydra", RESULT_FILE, "manifest.json", "checkpoints", "train.log")
 SWEEP_MARKERS = (SWEEP_RECORD, "optuna.db")
 # A DDP process other than the global rank 0 (a rank Lightning started, another node, a SLURM task) shares its folder.
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
-# The Hydra overrides a sweep's resume adds: the folder, and telling OneRunPerFolder that this sweep continues its own.
-RESUME_OVERRIDES = ("hydra.sweep.dir", "hydra.callbacks.one_run_per_folder.resume", "hydra.mode")
+RESUME_OVERRIDES = ("hydra.sweep.dir", "hydra.callbacks.one_run_per_folder.resume", "hydra.mode")  # a resume sets anew
 
 
 def holds_run(folder: Path) -> bool:
@@ -231,13 +222,9 @@ def sweep_arguments(sweep_dir: Path, target: str, rest: list[str]) -> list[str]:
 
 
 def continue_job(cfg: DictConfig) -> dict[str, float] | None:
-    """For a sweep job, what an earlier start of it left: its metrics if it completed (not trained again), else None,
-    having pointed `cfg.ckpt_path` at its `last.ckpt` (continued as `resume=<run dir>` would) or removed what a
-    start with nothing to continue wrote (a fresh start).
-
-    A `hydra.sweep.dir` that already holds a sweep is refused (OneRunPerFolder) unless `resume=` continues it, so
-    a job folder with an earlier start's files holds this very job's earlier start.
-    """
+    """A resumed sweep job's earlier start: its metrics if it completed (not trained again); else None, with
+    `cfg.ckpt_path` at its `last.ckpt`, or its folder emptied for a fresh start. Files in a job folder are this very
+    job's earlier start: OneRunPerFolder refuses a sweep folder that holds another sweep, but to `resume=`."""
     from vae_lab.checkpoints import read_checkpoint_dict
 
     job_dir = Path(cfg.paths.output_dir)

@@ -1,12 +1,11 @@
 """Checkpoint files: written atomically, read safely, and a trained model (and its test set) rebuilt from one alone.
 
-Lightning's `TorchCheckpointIO` writes through fsspec's temporary file in the system's temp folder, which is moved
-(copied, when that is another filesystem) over the target, so a kill during a save can leave a corrupt `last.ckpt`;
-`AtomicCheckpointIO` (conf/trainer/default.yaml) writes through `atomic_files.atomic_write` instead. Every read is
-`torch.load(weights_only=True)`: tensors and plain values only, so a checkpoint from someone else cannot run code.
-`load_checkpoint` rebuilds the model from the class and hyper-parameters the file records (`VAE.on_save_checkpoint`),
-as `load_from_checkpoint(path, weights_only=True)` would; by hand, because every way a file can be wrong must become
-one sentence naming the file and what to pass.
+`AtomicCheckpointIO` (conf/trainer/default.yaml) saves through `atomic_files.atomic_write`: Lightning's own writer
+goes through fsspec's temporary file in the system's temp folder, moved (copied, across filesystems) over the
+target, so a kill during a save can leave a corrupt `last.ckpt`. Every read is `torch.load(weights_only=True)`:
+tensors and plain values only, so a checkpoint from someone else cannot run code. `load_checkpoint` rebuilds the
+model from the class and hyper-parameters the file records, as `load_from_checkpoint(path, weights_only=True)`
+would, by hand so that every way a file can be wrong is one sentence naming the file and what to pass.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import inspect
 import pickle
 import sys
 import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -73,11 +71,10 @@ def read_checkpoint_dict(path: Path, key: str = "ckpt_path") -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about pickle protocols of files it then refuses anyway
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises KeyError, EOFError, RuntimeError, UnpicklingError... on bad bytes
-        if isinstance(error, pickle.UnpicklingError) and zipfile.is_zipfile(path):
-            raise VaeLabError(f"{key}={path} is a torch file holding Python objects other than tensors and plain "
-                              "values, which vae_lab does not unpickle (weights_only=True); "
-                              f"{WHAT_TO_PASS}.") from error
+    except pickle.UnpicklingError as error:  # a whole torch file (a cut one fails before unpickling)
+        raise VaeLabError(f"{key}={path} is a torch file holding Python objects other than tensors and plain values, "
+                          f"which vae_lab does not unpickle (weights_only=True); {WHAT_TO_PASS}.") from error
+    except Exception as error:  # torch raises KeyError, EOFError, RuntimeError... on bad bytes
         with path.open("rb") as stream:
             if stream.read(4) == b"PK\x03\x04":  # a torch (zip) file whose end is missing or damaged
                 raise CorruptCheckpoint(f"{key}={path} is corrupt: a torch file that is truncated or damaged "

@@ -187,18 +187,12 @@ def resume_arguments(argv: list[str]) -> list[str]:
             f"resume={target} has nothing to train: the run has finished {epochs(done)} and trainer.max_epochs is "
             f"{max_epochs}; add trainer.max_epochs=N with N > {done} to train it further."
         )
-    return [
-        f"--config-path={run_dir / SAVED_CONFIG.parent}",
-        f"--config-name={SAVED_CONFIG.stem}",
-        *rest,
-        f'hydra.run.dir="{run_dir}"',
-        "hydra.output_subdir=null",  # keep the first start's .hydra/ (config, overrides) as written
-        # The saved config has no hydra group: vae_lab's job logging (appending to train.log) is chosen again.
-        f'hydra.searchpath=["file://{CONFIG_DIR}"]',
-        "hydra/job_logging=vae_lab",
-        "++warm_start_from=null",  # a warm-started run's source: used once, at its first start (it may be gone since)
-        f'++ckpt_path="{checkpoint}"',
-    ]
+    return [f"--config-path={run_dir / SAVED_CONFIG.parent}", f"--config-name={SAVED_CONFIG.stem}", *rest,
+            f'hydra.run.dir="{run_dir}"', "hydra.output_subdir=null",  # the first start's .hydra/ stays as written
+            # The saved config has no hydra group: vae_lab's job logging (appending to train.log) is chosen again.
+            f'hydra.searchpath=["file://{CONFIG_DIR}"]', "hydra/job_logging=vae_lab",
+            "++warm_start_from=null",  # a warm start's source is used at the run's first start only (may be gone)
+            f'++ckpt_path="{checkpoint}"']
 
 
 def sweep_arguments(sweep_dir: Path, target: str, rest: list[str]) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+from hydra.utils import get_class
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from vae_lab.atomic_files import atomic_write
@@ -91,8 +92,7 @@ def read_checkpoint_dict(path: Path, key: str = "ckpt_path") -> dict[str, Any]:
 
 
 def check_weights(model: VAE, weights: dict[str, Any], says: str, advice: str) -> None:
-    """Refuse `weights` that do not fit `model`: `{says} (missing: ...; unexpected: ...; wrong shape: ...); {advice}.`
-    (the first three entries of each kind)."""
+    """Refuse `weights` that do not fit `model`: `{says} (missing: a, b, c and 2 more; wrong shape: ...); {advice}.`"""
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
     found = {name: tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
              for name, value in weights.items()}
@@ -125,8 +125,6 @@ def check_continues(model: VAE, ckpt_path: Path) -> None:
 
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
-    from hydra.utils import get_class
-
     path = Path(ckpt_path).expanduser()
     checkpoint = read_checkpoint_dict(path)
     classes = {**LEGACY, **(checkpoint.get("vae_lab") or {})}
@@ -163,8 +161,6 @@ def test_batches(
     Built by the run's own DataModule class from its saved settings (a local `data_dir` replaces the run's), so
     static/dynamic binarization matches what the run's `test/*` metrics saw.
     """
-    from hydra.utils import get_class
-
     settings = {**checkpoint.data_hparams, "eval_batch_size": batch_size}
     if "data_dir" in settings:
         settings["data_dir"] = data_dir

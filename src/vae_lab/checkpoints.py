@@ -149,8 +149,7 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     check_weights(model, checkpoint["state_dict"], f"ckpt_path={path} does not hold the weights of a "
                   f"{model_class.__name__} with {hparams}", WHAT_TO_PASS)
     model.load_state_dict(checkpoint["state_dict"])
-    data_hparams = checkpoint.get("datamodule_hyper_parameters")
-    return Checkpoint(model.eval(), classes["data"], dict(data_hparams) if isinstance(data_hparams, dict) else {})
+    return Checkpoint(model.eval(), classes["data"], dict(checkpoint.get("datamodule_hyper_parameters") or {}))
 
 
 def test_batches(

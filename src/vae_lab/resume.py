@@ -2,14 +2,14 @@
 
 `OneRunPerFolder` (a Hydra callback: it runs before Hydra creates the folder) refuses in one sentence an explicit
 `hydra.run.dir` / `hydra.sweep.dir` that holds another run or sweep or cannot be written (default folder names carry
-microseconds, so they never collide), and gives a new sweep its `multirun.yaml` at once, for every sweeper.
-`resume=<run dir>` (or one of its checkpoints) becomes Hydra's own arguments (`resume_arguments`): the run's saved
-`.hydra/config.yaml` as the primary config, the same run directory, and `ckpt_path` at its `last.ckpt`, so
-`trainer.fit` restores weights, optimizer, loops and every callback's state. Further overrides apply to this resume
-only; `trainer.max_epochs` defaults to what the run's latest start aimed for (`manifest.json`), so a run extended by
-one resume and killed is finished by the next. `resume=<sweep dir>` starts the sweep's recorded command line again
-(same jobs, job numbers, launcher and sweeper) into its folder; each job continues what its folder holds
-(`continue_job`), an Optuna search its stored study (`continue_study`).
+microseconds, so they never collide), and gives a new sweep its `multirun.yaml` at once (Hydra's basic sweeper
+writes it later, Optuna's never). `resume=<run dir>` (or one of its checkpoints) becomes Hydra's own arguments
+(`resume_arguments`): the run's saved `.hydra/config.yaml` as the primary config, the same run directory, and
+`ckpt_path` at its `last.ckpt`, so `trainer.fit` restores weights, optimizer, loops and every callback's state.
+Further overrides apply to this resume only; `trainer.max_epochs` defaults to what the run's latest start aimed for
+(`manifest.json`), so a run extended by one resume and killed is finished by the next. `resume=<sweep dir>` starts
+the sweep's recorded command line again (same jobs, job numbers, launcher and sweeper) into its folder; each job
+continues what its folder holds (`continue_job`), an Optuna search its stored study (`continue_study`).
 """
 
 from __future__ import annotations
@@ -156,7 +156,8 @@ def read_intact(target: str, checkpoint: Path) -> dict[str, Any]:
 
 
 def resume_arguments(argv: list[str]) -> list[str]:
-    """Replace `resume=X` in a command line by the Hydra arguments that continue run (or sweep) X in place."""
+    """Replace `resume=X` in a command line by the Hydra arguments that continue run (or sweep) X in place; refuse,
+    before anything is written, a resume with nothing left to train or one that changes the saved weights' size."""
     argument = next(arg for arg in argv if arg.startswith("resume="))
     target = argument.split("=", 1)[1]
     if len(target) > 1 and target[0] == target[-1] and target[0] in "'\"":  # quoted as for Hydra: resume='a b'

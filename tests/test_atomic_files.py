@@ -1,11 +1,12 @@
-"""Nothing computed is lost: outputs tried before long work, results printed before written, files written atomically,
-and a full or unwritable disk said in one sentence naming the path (a full disk simulated: os.replace raises ENOSPC;
-an unwritable folder: a file where the folder should be, which stops root too)."""
+"""Nothing computed is lost: outputs tried before long work, results printed before written, files (checkpoints too,
+loaded weights_only) written atomically, and a full or unwritable disk said in one sentence naming the path (a full
+disk simulated: os.replace raises ENOSPC; an unwritable folder: a file where the folder should be, which stops root)."""
 
 from __future__ import annotations
 
 import errno
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 from tests.conftest import compose_config
 from tests.test_evaluate import eval_cfg, tiny_checkpoint, tiny_run  # noqa: F401 (fixtures)
 from vae_lab import atomic_files
-from vae_lab.atomic_checkpoint import AtomicCheckpointIO
+from vae_lab.checkpoints import AtomicCheckpointIO
 from vae_lab.errors import VaeLabError
 from vae_lab.evaluate import evaluate, write_metrics
 from vae_lab.sample import sample
@@ -110,3 +111,38 @@ def test_images_and_report_figures_on_a_full_disk_keep_the_old_file(tmp_path: Pa
             write()
         assert (tmp_path / name).read_bytes() == old[name]  # the old file, whole; never half a new one
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*old, "image_at_epoch_0000.png"])  # no temp files
+
+
+class NotAWeight:
+    pass
+
+
+def test_save_load_and_crash_mid_save_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+    assert io.load_checkpoint(path)["epoch"] == 1
+
+    def dies_halfway(obj, stream) -> None:
+        stream.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt  # what a kill looks like from inside the process
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert io.load_checkpoint(path)["epoch"] == 1  # the old checkpoint, intact
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left behind
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+
+
+def test_loading_refuses_pickled_objects(tmp_path: Path) -> None:
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": NotAWeight()}, path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        AtomicCheckpointIO().load_checkpoint(path)
+
+
+def test_runs_started_before_the_writer_moved_still_name_it_in_their_saved_config() -> None:
+    from hydra.utils import get_class
+
+    assert get_class("vae_lab.atomic_checkpoint.AtomicCheckpointIO") is AtomicCheckpointIO  # resume= reads that config

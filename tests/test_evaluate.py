@@ -196,11 +196,14 @@ def test_load_checkpoint_rebuilds_the_trained_model(tiny_checkpoint: Path) -> No
 
 def test_bad_checkpoints_are_refused_in_one_sentence(tiny_checkpoint: Path, tmp_path: Path) -> None:
     checkpoint = torch.load(tiny_checkpoint, weights_only=True)
-    text, state_dict, other_model, wrong_shapes = (tmp_path / name for name in ("a.txt", "b.pt", "c.ckpt", "d.ckpt"))
+    text, state_dict, other_model, wrong_shapes, pickled, cut = (
+        tmp_path / name for name in ("a.txt", "b.pt", "c.ckpt", "d.ckpt", "e.ckpt", "f.ckpt"))
     text.write_text("not a checkpoint\n")
     torch.save(checkpoint["state_dict"], state_dict)
     torch.save({**checkpoint, "hyper_parameters": {"hidden": 10, "lr": 0.1}}, other_model)
     torch.save({**checkpoint, "hyper_parameters": {"latent_dim": 5, "lr": 0.1}}, wrong_shapes)
+    torch.save({**checkpoint, "note": Path("x")}, pickled)
+    cut.write_bytes(tiny_checkpoint.read_bytes()[:300])
     expected = {
         tmp_path / "missing.ckpt": "does not exist",
         tmp_path: "is a directory",
@@ -208,6 +211,8 @@ def test_bad_checkpoints_are_refused_in_one_sentence(tiny_checkpoint: Path, tmp_
         state_dict: "not a Lightning checkpoint",
         other_model: "checkpoint of another model: its hyper-parameters (hidden, lr)",
         wrong_shapes: "wrong shape: encoder.dense.weight is (16, 2304), not (10, 2304)",
+        pickled: "holding Python objects other than tensors and plain values, which vae_lab does not unpickle",
+        cut: "is corrupt: a torch file that is truncated or damaged",
     }
     for path, fragment in expected.items():
         with pytest.raises(VaeLabError) as error:

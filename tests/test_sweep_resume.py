@@ -145,7 +145,7 @@ def test_a_run_is_resumed_without_m(tmp_path: Path) -> None:
 
 
 def test_each_resumed_job_continues_what_its_folder_holds(tmp_path: Path) -> None:
-    from vae_lab.sweep_resume import continue_job
+    from vae_lab.resume import continue_job
 
     job_dir = fake_run(tmp_path / "3", epochs_done=1, max_epochs=2)  # .hydra/ and a last.ckpt after epoch 1 of 2
     for name in ("tensorboard/events.out.tfevents.1", "manifest.json", "train.log"):

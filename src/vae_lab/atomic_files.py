@@ -21,49 +21,42 @@ from vae_lab.errors import VaeLabError
 
 
 def cannot_write(path: Path, error: OSError) -> VaeLabError:
-    reason = error.strerror or str(error)
-    return VaeLabError(f"cannot write {path} ({reason}); free some space or make it writable, or choose another "
-                       "folder (output_dir=... for evaluate and sample, hydra.run.dir=... for a run).")
+    return VaeLabError(f"cannot write {path} ({error.strerror or error}); free some space or make it writable, or "
+                       "choose another folder (output_dir=... for evaluate and sample, hydra.run.dir=... for a run).")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write what `write(stream)` puts into a binary stream to `path`: readers see the old file or the new one."""
-    buffer = io.BytesIO()
+    path, buffer, tmp = Path(path), io.BytesIO(), None
     write(buffer)
-    return atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    return atomic_write_bytes(Path(path), text.encode())
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a run's files are read by others, e.g. TensorBoard
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            stream.write(buffer.getbuffer())
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
     except OSError as error:
         raise cannot_write(path, error) from error
     finally:
-        if tmp is not None and Path(tmp).exists():
+        if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda stream: stream.write(text.encode()))
+
+
 def check_writable(folder: Path) -> None:
     """Create `folder` if needed and write (then remove) a small file in it; raise one sentence if that fails."""
-    folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        Path(folder).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder) as probe:
             probe.write(b"\0" * 4096)
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as error:
-        raise cannot_write(folder, error) from error
+        raise cannot_write(Path(folder), error) from error

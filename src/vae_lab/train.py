@@ -112,8 +112,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from vae_lab.resume import continue_job
     from vae_lab.sweep_outcome import in_sweep, is_rank_zero, run_recorded
-    from vae_lab.sweep_resume import continue_job
 
     log_lightning_once()
     quiet_third_party_warnings()

@@ -2,7 +2,7 @@
 
 Hydra's `OptunaSweeper` loads a stored study (`load_if_exists=True`) but then runs `n_trials` more and numbers its
 jobs from 0 again, into the folders of the trials already there. This wrapper, before the search starts, queues
-again the trials a kill left running (`sweep_resume.continue_study`), runs only what `n_trials` has left, and
+again the trials a kill left running (`resume.continue_study`), runs only what `n_trials` has left, and
 numbers the jobs on from the finished trials, so trial N keeps job folder N. It lives in `hydra_plugins` because
 Hydra instantiates sweepers only from there; Hydra imports it at every start, so it imports Optuna's sweeper only
 when used.
@@ -27,7 +27,7 @@ class ResumableOptunaSweeper(Sweeper):
         self.storage, self.study_name, self.n_trials = kwargs["storage"], kwargs["study_name"], kwargs["n_trials"]
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from vae_lab.sweep_resume import continue_study
+        from vae_lab.resume import continue_study
 
         self.optuna.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         done = continue_study(self.storage, self.study_name) if self.storage is not None else 0

@@ -15,7 +15,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from vae_lab.atomic_checkpoint import atomic_torch_save
+from vae_lab.checkpoints import atomic_torch_save
 from vae_lab.errors import VaeLabError
 
 

@@ -16,8 +16,8 @@ from omegaconf import DictConfig
 from vae_lab import CONFIG_DIR
 from vae_lab.config_checks import Seed, Threads, build, check_config
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
-from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.preflight import run
+from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
+from vae_lab.preflight import run, set_threads
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,12 @@ def check_image_shape(model: object, datamodule: object) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
-    from vae_lab.accelerators import check_accelerator, check_memory, set_threads
-    check_config(cfg, TrainSettings)
-    check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
-    check_memory(cfg)
+    check_config(cfg, TrainSettings)  # for Python callers; the command line checked it before Hydra made the folder
+    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
+        raise ConfigError(
+            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
+            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
+        )
 
     import lightning as L
 
@@ -131,4 +133,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    run(main, CONFIG_DIR, "train")  # checks the command line before Hydra creates a run directory
+    run(main, CONFIG_DIR, "train", TrainSettings)  # checks the command line before Hydra creates a run directory

@@ -187,8 +187,9 @@ def check_config(cfg: DictConfig, settings: Callable | None = None) -> None:
         check_values(TRAINER_VALUES, trainer, "trainer")
 
 
-def build(node: DictConfig, **kwargs: object) -> object:
-    """`hydra.utils.instantiate`, with a `VaeLabError` from the constructor passed on as itself (one sentence)."""
+def build(node: DictConfig, key: str | None = None, /, **kwargs: object) -> object:
+    """`hydra.utils.instantiate`; a `VaeLabError` from the constructor (which checks its values) comes out as itself,
+    a key of `node` (set as `key`) that the constructor does not take as `check_node`'s sentence."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -197,4 +198,6 @@ def build(node: DictConfig, **kwargs: object) -> object:
     except InstantiationException as error:
         if isinstance(error.__cause__, VaeLabError):
             raise error.__cause__ from None
+        if key is not None:
+            check_node(key, node, values=False)
         raise

@@ -1,12 +1,10 @@
 """Checks before any work: a command line before Hydra makes a run directory, and what this machine can do.
 
-`@hydra.main` creates `outputs/<date>/<time>/` before the task runs and reports composition errors over several
-lines, so `run` first composes the same config with Hydra's compose API (a sweep: once per swept value) and checks a
-training job (`check_run`); a problem is `error: <one sentence>` and exit code 2, with nothing created
-(`HYDRA_FULL_ERROR=1` re-raises instead, for the full trace). `evaluate` and `sample` create no folder: they check
-their values as they start. A `resume=<run dir>` argument is first rewritten into Hydra's own (`resume.py`).
-The machine: a GPU it lacks, more threads than its cores and sizes whose tensors would not fit in its memory are
-refused in one sentence.
+`@hydra.main` creates `outputs/<date>/<time>/` before the task runs, and composition errors happen before any Hydra
+callback and are reported over several lines. So `run` composes the same config first, with Hydra's compose API (a
+sweep: once per swept value), and checks a training job (`check_run`): a problem is `error: <one sentence>`, exit
+code 2 and nothing created (`HYDRA_FULL_ERROR=1` re-raises, for the full trace). `evaluate` and `sample` create no
+folder: they check their values as they start.
 """
 
 from __future__ import annotations
@@ -36,13 +34,8 @@ def run(hydra_main: Callable[[], object], config_dir: Path, config_name: str, se
                 f"vae_lab's configs are not where it looks for them ({config_dir}): reinstall vae_lab "
                 "(`pip install .` ships them inside the package)."
             )
-        args = parse(sys.argv[1:])
-        if not any(getattr(args, flag) for flag in PRINTS) and any(a.startswith("resume=") for a in args.overrides):
-            from vae_lab.resume import resume_arguments
-
-            # Rewritten in place: Lightning's DDP launcher re-runs sys.argv for the other ranks.
-            sys.argv[1:] = resume_arguments(sys.argv[1:])
-        check_command_line(sys.argv[1:], config_dir, config_name, settings)
+        # Rewritten in place (resume=X): Lightning's DDP launcher re-runs sys.argv for the other ranks.
+        sys.argv[1:] = check_command_line(sys.argv[1:], config_dir, config_name, settings)
     except (HydraException, OmegaConfBaseException, VaeLabError) as error:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -65,18 +58,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_command_line(argv: list[str], config_dir: Path, config_name: str, settings: type | None = None) -> None:
-    """Compose every job the command line describes and, given `settings`, check it; raise on the first problem."""
+def check_command_line(argv: list[str], config_dir: Path, config_name: str, settings: type | None = None
+                       ) -> list[str]:
+    """Compose every job the command line describes and, given `settings`, check it; raise on the first problem.
+    Return the command line, with a `resume=<run dir>` rewritten into Hydra's own arguments (`resume.py`)."""
     from hydra import compose, initialize_config_dir
 
     args = parse(argv)
     runs = not any(getattr(args, flag) for flag in PRINTS)
+    if runs and any(arg.startswith("resume=") for arg in args.overrides):
+        from vae_lab.resume import resume_arguments
+
+        argv = resume_arguments(argv)
+        args = parse(argv)
     if args.multirun and not runs and not args.shell_completion:
         raise VaeLabError("-m (--multirun) cannot be combined with --help, --cfg or --info; drop -m and give one "
                           "value per key to print that job's config.")
     # `--help` and `--cfg job` too: a misspelt key gets the same sentence as in a run (Hydra's answer: a traceback).
     if args.config_dir or args.shell_completion:  # configs from elsewhere; words that are not overrides
-        return
+        return argv
     if args.config_path:
         config_dir = Path(args.config_path) if os.path.isabs(args.config_path) else config_dir / args.config_path
     for overrides in job_overrides(args.overrides, args.multirun):
@@ -84,6 +84,7 @@ def check_command_line(argv: list[str], config_dir: Path, config_name: str, sett
             cfg = compose(config_name=args.config_name or config_name, overrides=overrides)
         if settings is not None:
             check_run(cfg, settings, runs, args.multirun)
+    return argv
 
 
 def check_run(cfg: DictConfig, settings: type, runs: bool = True, multirun: bool = False) -> None:
@@ -91,17 +92,18 @@ def check_run(cfg: DictConfig, settings: type, runs: bool = True, multirun: bool
     check_config(cfg, settings)
     if not runs:  # printing a config asks for no hardware
         return
-    from vae_lab.checkpoints import check_continues, warm_start
+    if "_target_" in cfg.model:
+        from vae_lab.checkpoints import check_continues, warm_start
 
-    model = build(cfg.model)  # small; its own rules across values (objective and k) run before any run dir
-    if cfg.get("warm_start_from"):
-        warm_start(model, Path(cfg.warm_start_from).expanduser())
-    if cfg.get("ckpt_path"):
-        check_continues(model, Path(cfg.ckpt_path).expanduser())
+        model = build(cfg.model, "model")  # small; its own rules across values (objective and k) run here too
+        if cfg.get("warm_start_from"):
+            warm_start(model, Path(cfg.warm_start_from).expanduser())
+        if cfg.get("ckpt_path"):
+            check_continues(model, Path(cfg.ckpt_path).expanduser())
     if not multirun:  # a sweep's jobs may run on other machines (SLURM): checked there, by set_threads
         check_threads(cfg.get("threads"))
     check_memory(cfg)  # a size the kernel would kill the process for
-    check_device("trainer.accelerator", str(cfg.trainer.accelerator))
+    check_device("trainer.accelerator", str(OmegaConf.select(cfg, "trainer.accelerator", default="auto")))
 
 
 # Peak RSS of a CPU training process, fp32: ~1.1 GB, plus ~0.46 MB per image of a training batch (measured: 2.48 GB
@@ -110,16 +112,12 @@ BASE_BYTES, BYTES_PER_BATCH_IMAGE = 1.1e9, 0.46e6
 # Decoding images at once (prior samples, the latent manifold's grid): ~0.24 MB per image on the CPU (measured:
 # `python -m vae_lab.sample n=100000` reached 24 GB before the kernel's OOM killer ended it).
 BYTES_PER_DECODED_IMAGE = 0.24e6
-# Every size a user can type that allocates in proportion: config key -> (images it makes at once, bytes per image).
-SIZES = {
-    "data.batch_size": (lambda batch: batch, BYTES_PER_BATCH_IMAGE),
-    "callbacks.sample_grid.num_samples": (lambda n: n, BYTES_PER_DECODED_IMAGE),
-    "callbacks.latent_manifold.grid_size": (lambda size: size * size, BYTES_PER_DECODED_IMAGE),
-    "n": (lambda n: n, BYTES_PER_DECODED_IMAGE),  # python -m vae_lab.sample n=...
-    # python -m vae_lab.evaluate: images encoded at once, and latent samples decoded per decoder call
-    "batch_size": (lambda batch: batch, BYTES_PER_DECODED_IMAGE),
-    "decode_batch": (lambda n: n, BYTES_PER_DECODED_IMAGE),
-}
+# Every size a user can type that allocates in proportion: config key -> (images it makes at once are the value to
+# this power, bytes per image). `n`: vae_lab.sample; `batch_size`, `decode_batch`: vae_lab.evaluate.
+SIZES = {"data.batch_size": (1, BYTES_PER_BATCH_IMAGE), "n": (1, BYTES_PER_DECODED_IMAGE),
+         "callbacks.sample_grid.num_samples": (1, BYTES_PER_DECODED_IMAGE),
+         "callbacks.latent_manifold.grid_size": (2, BYTES_PER_DECODED_IMAGE),
+         "batch_size": (1, BYTES_PER_DECODED_IMAGE), "decode_batch": (1, BYTES_PER_DECODED_IMAGE)}
 
 
 def check_device(key: str, name: str) -> str:
@@ -169,8 +167,8 @@ def check_memory(cfg: DictConfig, available: float | None = None) -> None:
     kernel's OOM killer would end the process, or someone else's on a shared machine); a GPU has its own memory."""
     devices = (cfg.get("trainer") or {}).get("devices")
     processes = devices if isinstance(devices, int) and devices > 0 else 1
-    sizes = [(processes * (BASE_BYTES + images(value) * per_image), key, value, per_image)
-             for key, (images, per_image) in SIZES.items()
+    sizes = [(processes * (BASE_BYTES + value**power * per_image), key, value, per_image)
+             for key, (power, per_image) in SIZES.items()
              if isinstance(value := OmegaConf.select(cfg, key, default=None), int) and not isinstance(value, bool)]
     available = available_memory_bytes() if available is None else available
     if not sizes or available is None or max(sizes)[0] <= available:

@@ -92,7 +92,7 @@ def check_run(cfg: DictConfig, settings: type, runs: bool = True, multirun: bool
     check_config(cfg, settings)
     if not runs:  # printing a config asks for no hardware
         return
-    if "_target_" in cfg.model:
+    if "_target_" in (cfg.get("model") or {}):
         from vae_lab.checkpoints import check_continues, warm_start
 
         model = build(cfg.model, "model")  # small; its own rules across values (objective and k) run here too

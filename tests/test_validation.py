@@ -234,9 +234,10 @@ def test_every_size_setting_of_a_run_is_checked_by_the_one_estimate(make_train_c
     check_memory(make_train_cfg(), available=16e9)  # the defaults fit
 
 
-def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path, monkeypatch) -> None:
+def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path, tmp_path_factory, monkeypatch
+                                                                   ) -> None:
     monkeypatch.setattr("vae_lab.preflight.available_memory_bytes", lambda: 16e9)
-    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", "n=100000"]) == (
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", "n=100000"], tmp_path_factory.mktemp("cfg")) == (
         "n=100000 needs about 25 GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at once), more "
         "than the 16 GB available; use a smaller value (its default fits easily)."
     )
@@ -247,24 +248,24 @@ def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path
 
 
 @pytest.mark.parametrize(("override", "gigabytes"), [("decode_batch=100000", 25), ("batch_size=100000", 25)])
-def test_evaluate_batch_sizes_are_checked_by_the_one_estimate(override, gigabytes, monkeypatch) -> None:
+def test_evaluate_batch_sizes_are_checked_by_the_one_estimate(override, gigabytes, monkeypatch, tmp_path) -> None:
     monkeypatch.setattr("vae_lab.preflight.available_memory_bytes", lambda: 16e9)
-    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", override], "eval") == (
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", override], tmp_path, "eval") == (
         f"{override} needs about {gigabytes} GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at "
         "once), more than the 16 GB available; use a smaller value (its default fits easily)."
     )
     from vae_lab.preflight import check_memory
 
-    check_memory(compose_config("eval", ["ckpt_path=/nonexistent.ckpt"], Path(".")))  # the defaults fit
+    check_memory(compose_config("eval", ["ckpt_path=/nonexistent.ckpt"], tmp_path))  # the defaults fit
 
 
-def sentence_for_sample(argv: list[str], config_name: str = "sample") -> str | None:
+def sentence_for_sample(argv: list[str], output_dir: Path, config_name: str = "sample") -> str | None:
     """What evaluate or sample (which check their own values: they make no run folder) say before any work."""
     from vae_lab.evaluate import evaluate
     from vae_lab.sample import sample
 
     with pytest.raises(VaeLabError) as refused:
-        (evaluate if config_name == "eval" else sample)(compose_config(config_name, argv, Path(".")))
+        (evaluate if config_name == "eval" else sample)(compose_config(config_name, argv, output_dir))
     return str(refused.value)
 
 

@@ -7,8 +7,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from tests.conftest import CONF_DIR, compose_config
-from vae_lab.accelerators import check_accelerator
 from vae_lab.errors import VaeLabError
+from vae_lab.preflight import check_device
 from vae_lab.train import instantiate_group
 
 # Single callback files (conf/callbacks/sample_grid.yaml, ...) are entries that callbacks=default composes; the
@@ -43,7 +43,7 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     cfg = compose_config("train", [f"{group}={option}", f"paths.data_dir={mnist_data_dir}", *extra], tmp_path)
     if cfg.trainer.accelerator in ("gpu", "cuda"):
         with pytest.raises(VaeLabError, match="needs a CUDA GPU"):
-            check_accelerator(cfg.trainer)
+            check_device("trainer.accelerator", cfg.trainer.accelerator)
         return
     built = instantiate_all(cfg)
     assert built["model"].hparams.latent_dim == cfg.model.latent_dim

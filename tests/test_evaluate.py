@@ -286,13 +286,10 @@ def test_bad_option_values_are_refused_in_one_sentence(config: str, override: st
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
-def test_device_cuda_without_a_gpu_is_refused_before_any_work() -> None:
-    from tests.conftest import CONF_DIR
-    from vae_lab.preflight import check_command_line
-
+def test_device_cuda_without_a_gpu_is_refused_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(VaeLabError, match=r"^device=cuda needs a CUDA GPU, but torch finds none on this machine; "
                                           r"use device=cpu\.$"):
-        check_command_line(["ckpt_path=x.ckpt", "device=cuda"], CONF_DIR, "eval")
+        evaluate(compose_config("eval", ["ckpt_path=x.ckpt", "device=cuda"], tmp_path))
 
 
 def test_non_finite_metrics_are_written_as_null_with_a_warning(tmp_path: Path, capsys) -> None:

@@ -25,6 +25,7 @@ from vae_lab import CONFIG_DIR
 from vae_lab.errors import VaeLabError
 from vae_lab.preflight import check_command_line
 from vae_lab.resume import find_run, planned_max_epochs, resume_arguments
+from vae_lab.train import TrainSettings
 
 EPOCHS = 2
 
@@ -266,7 +267,7 @@ def test_a_warm_started_run_resumes_without_its_source_checkpoint(tmp_path: Path
     run_dir = fake_run(tmp_path / "run", epochs_done=1, max_epochs=2)
     config = run_dir / ".hydra" / "config.yaml"
     config.write_text(config.read_text() + f"ckpt_path: {tmp_path / 'gone.ckpt'}\nmodel:\n  latent_dim: 50\n")
-    check_command_line(resume_arguments([f"resume={run_dir}"]), CONF_DIR, "train")
+    check_command_line(resume_arguments([f"resume={run_dir}"]), CONF_DIR, "train", TrainSettings)
 
 
 def test_a_moved_run_resumes_into_its_own_last_ckpt(tmp_path: Path, mnist_data_dir: Path) -> None:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, compose_config
 from vae_lab.config_checks import check_config
 from vae_lab.errors import USAGE_EXIT, VaeLabError
 from vae_lab.preflight import check_command_line, job_overrides, one_sentence
+from vae_lab.train import TrainSettings
 
 MODEL_KEYS = ["latent_dim", "lr", "objective", "k", "beta", "kl"]  # cvae.yaml's and the objective group's
 # The issue's eight bad inputs and the exact sentence each must produce.
@@ -36,7 +37,7 @@ BAD_INPUTS = {
 
 def sentence_for(argv: list[str]) -> str | None:
     try:
-        check_command_line(argv, CONF_DIR, "train")
+        check_command_line(argv, CONF_DIR, "train", TrainSettings)
     except Exception as error:  # what preflight.run catches, turned into its one sentence
         return one_sentence(error, argv)
     return None
@@ -182,7 +183,7 @@ def test_hydra_full_error_shows_the_trace(tmp_path: Path) -> None:
 
 
 def test_a_batch_too_large_for_the_memory_is_refused_before_the_run(make_train_cfg) -> None:
-    from vae_lab.accelerators import check_memory
+    from vae_lab.preflight import check_memory
 
     with pytest.raises(VaeLabError) as refused:
         check_memory(make_train_cfg("data.batch_size=60000"), available=16e9)
@@ -222,7 +223,7 @@ def test_hydra_flag_mistakes_get_one_sentence_with_the_fix(tmp_path: Path, capsy
     [("callbacks.latent_manifold.grid_size=1000", 241), ("callbacks.sample_grid.num_samples=1000000", 241)],
 )
 def test_every_size_setting_of_a_run_is_checked_by_the_one_estimate(make_train_cfg, override, gigabytes) -> None:
-    from vae_lab.accelerators import check_memory
+    from vae_lab.preflight import check_memory
 
     with pytest.raises(VaeLabError) as refused:
         check_memory(make_train_cfg(override), available=16e9)
@@ -233,9 +234,10 @@ def test_every_size_setting_of_a_run_is_checked_by_the_one_estimate(make_train_c
     check_memory(make_train_cfg(), available=16e9)  # the defaults fit
 
 
-def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("vae_lab.accelerators.available_memory_bytes", lambda: 16e9)
-    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", "n=100000"]) == (
+def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path, tmp_path_factory, monkeypatch
+                                                                   ) -> None:
+    monkeypatch.setattr("vae_lab.preflight.available_memory_bytes", lambda: 16e9)
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", "n=100000"], tmp_path_factory.mktemp("cfg")) == (
         "n=100000 needs about 25 GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at once), more "
         "than the 16 GB available; use a smaller value (its default fits easily)."
     )
@@ -246,26 +248,30 @@ def test_a_huge_sample_is_refused_in_one_sentence_before_any_work(tmp_path: Path
 
 
 @pytest.mark.parametrize(("override", "gigabytes"), [("decode_batch=100000", 25), ("batch_size=100000", 25)])
-def test_evaluate_batch_sizes_are_checked_by_the_one_estimate(override, gigabytes, monkeypatch) -> None:
-    monkeypatch.setattr("vae_lab.accelerators.available_memory_bytes", lambda: 16e9)
-    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", override], "eval") == (
+def test_evaluate_batch_sizes_are_checked_by_the_one_estimate(override, gigabytes, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr("vae_lab.preflight.available_memory_bytes", lambda: 16e9)
+    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt", override], tmp_path, "eval") == (
         f"{override} needs about {gigabytes} GB of memory on the CPU (estimated: 1.1 GB + 0.24 MB per image made at "
         "once), more than the 16 GB available; use a smaller value (its default fits easily)."
     )
-    assert sentence_for_sample(["ckpt_path=/nonexistent.ckpt"], "eval") is None  # the defaults fit
+    from vae_lab.preflight import check_memory
+
+    check_memory(compose_config("eval", ["ckpt_path=/nonexistent.ckpt"], tmp_path))  # the defaults fit
 
 
-def sentence_for_sample(argv: list[str], config_name: str = "sample") -> str | None:
-    try:
-        check_command_line(argv, CONF_DIR, config_name)
-    except Exception as error:
-        return one_sentence(error, argv)
-    return None
+def sentence_for_sample(argv: list[str], output_dir: Path, config_name: str = "sample") -> str | None:
+    """What evaluate or sample (which check their own values: they make no run folder) say before any work."""
+    from vae_lab.evaluate import evaluate
+    from vae_lab.sample import sample
+
+    with pytest.raises(VaeLabError) as refused:
+        (evaluate if config_name == "eval" else sample)(compose_config(config_name, argv, output_dir))
+    return str(refused.value)
 
 
 @pytest.mark.parametrize("entry_point", ["train", "evaluate", "sample"])
 def test_more_threads_than_cores_are_refused_and_every_entry_point_takes_threads(entry_point, tmp_path) -> None:
-    from vae_lab.accelerators import usable_cpus
+    from vae_lab.preflight import usable_cpus
 
     cores = usable_cpus()
     checkpoint = [] if entry_point == "train" else [f"ckpt_path={tmp_path / 'x.ckpt'}"]

@@ -15,7 +15,7 @@ from vae_lab.checkpoints import warm_start
 from vae_lab.errors import VaeLabError
 from vae_lab.models.cvae import CVAE
 from vae_lab.preflight import check_command_line
-from vae_lab.train import train
+from vae_lab.train import TrainSettings, train
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +62,12 @@ def test_a_warm_start_from_the_runs_own_folder_is_refused(first_run: Path, mnist
 
 def test_a_checkpoint_of_another_size_or_no_file_is_refused_before_the_run(first_run: Path) -> None:
     with pytest.raises(VaeLabError) as refused:
-        check_command_line([f"warm_start_from={first_run}", "model.latent_dim=8"], CONF_DIR, "train")
+        check_command_line([f"warm_start_from={first_run}", "model.latent_dim=8"], CONF_DIR, "train", TrainSettings)
     assert str(refused.value) == (
         f"warm_start_from={first_run} does not hold the weights of this CVAE (wrong shape: encoder.dense.weight is "
         "(100, 2304), not (16, 2304), encoder.dense.bias is (100,), not (16,), decoder.dense.weight is (1568, 50), "
         "not (1568, 8)); warm-start from a checkpoint of the same model and size."
     )
     with pytest.raises(VaeLabError, match=r"^ckpt_path=\S+nope.ckpt does not exist; pass a .ckpt file"):
-        check_command_line([f"ckpt_path={first_run.parent / 'nope.ckpt'}"], CONF_DIR, "train")
-    check_command_line([f"warm_start_from={first_run}"], CONF_DIR, "train")  # the right size passes
+        check_command_line([f"ckpt_path={first_run.parent / 'nope.ckpt'}"], CONF_DIR, "train", TrainSettings)
+    check_command_line([f"warm_start_from={first_run}"], CONF_DIR, "train", TrainSettings)  # the right size passes

@@ -1,14 +1,11 @@
 """Config values checked against the typed signature of the class or function that takes them.
 
-A value's rule lives beside the class it belongs to, in its `__init__` signature: the type (`int`, `float | None`,
-`Literal["static", "dynamic"]`) and, where the type is not enough, a range, e.g.
-`latent_dim: Annotated[int, positive(50)] = 50`. `check_arguments` applies those rules when the object is built
-(from Python); `check_config` applies the same rules to a composed Hydra config before anything is built, so a
-misspelt key or a bad value gets one sentence naming it, what is allowed, and (for a misspelt key) the nearest
-valid name. Lightning's `Trainer` is not ours to annotate: `TRAINER_VALUES` holds the rules for the values of it that
-users type. An entry point's own keys (`seed`, `n`, `iwae_samples`, ...) are a dataclass beside it (`TrainSettings`,
-`EvaluateSettings`, `SampleSettings`). Kept free of torch and Lightning imports at module level: the command line
-checks run before them.
+A value's rule lives beside its class, in the `__init__` signature: the type (`int`, `float | None`,
+`Literal["static", "dynamic"]`) and, where the type is not enough, a `Rule`: `latent_dim: Annotated[int,
+positive(50)] = 50`. `check_arguments` applies them when the object is built; `check_config` applies them to a composed
+config before anything is built, with one sentence naming the key, what is allowed and (for a misspelt key) the
+nearest name. Lightning's `Trainer` is not ours to annotate: `TRAINER_VALUES` holds the rules of the values users type.
+Free of torch and Lightning imports: the command line is checked before they load.
 """
 
 from __future__ import annotations
@@ -24,9 +21,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import ConfigError, VaeLabError
 
 
 @dataclass(frozen=True)
@@ -41,16 +37,8 @@ def positive(example: int | float) -> Rule:
     return Rule(lambda v: v > 0, f"a positive {'integer' if isinstance(example, int) else 'number'} like {example}")
 
 
-def at_least(low: int, allowed: str) -> Rule:
-    return Rule(lambda v: v >= low, allowed)
-
-
 def between(low: float, high: float, allowed: str) -> Rule:
     return Rule(lambda v: low <= v <= high, allowed)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
@@ -97,35 +85,24 @@ TRAINER_VALUES: dict[str, Any] = {  # key of lightning.Trainer -> the type and r
 def type_accepts(hint: Any, value: object) -> bool:
     """Whether `value` (a plain value or an OmegaConf list/dict) fits the type annotation `hint`."""
     origin, args = get_origin(hint), get_args(hint)
-    if hint is Any or hint is inspect.Parameter.empty:
-        return True
     if origin is Annotated:
         return type_accepts(args[0], value)
     if origin in (Union, types.UnionType):
         return any(type_accepts(arg, value) for arg in args)
-    if origin is Literal:
-        return any(value == arg and isinstance(value, bool) == isinstance(arg, bool) for arg in args)
-    if hint is type(None) or hint is None:
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return _is_number(value)
-    if hint is str:
-        return isinstance(value, str)
+    if origin is Literal:  # True == 1, but true is not a choice of Literal[1, 3]
+        return any(value == arg and type(value) is type(arg) for arg in args)
+    if hint is Any or hint is type(None):
+        return hint is Any or value is None
+    if hint in (int, float):  # a bool is not a number here; an int is a float
+        return isinstance(value, (int, hint)) and not isinstance(value, bool) and (
+            isinstance(value, int) or math.isfinite(value))
     if hint in (Path, os.PathLike):
         return isinstance(value, (str, os.PathLike))
-    if origin in (list, tuple, Sequence) or hint in (list, tuple):
-        if not isinstance(value, (list, tuple, ListConfig)):
-            return False
-        item = args[0] if args and (origin is not tuple or args[-1] is Ellipsis or len(set(args)) == 1) else Any
-        return all(type_accepts(item, element) for element in value)
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        return isinstance(value, (dict, DictConfig))
-    if isinstance(value, (dict, DictConfig)) and "_target_" in value:
-        return True  # an object built from config (a Lightning plugin, a logger): its own signature decides
+    if (origin or hint) in (list, tuple, Sequence):
+        item = args[0] if len(args) == 1 or args[-1:] == (Ellipsis,) else Any
+        return isinstance(value, (list, tuple, ListConfig)) and all(type_accepts(item, v) for v in value)
+    if (origin or hint) in (dict, Mapping) or (isinstance(value, (dict, DictConfig)) and "_target_" in value):
+        return isinstance(value, (dict, DictConfig))  # with a _target_: an object whose own signature decides
     return not isinstance(hint, type) or isinstance(value, hint)
 
 
@@ -133,132 +110,86 @@ def describe(hint: Any) -> str:
     """What a type annotation allows, in words: `null or a positive integer`, `one of static, dynamic`."""
     origin, args = get_origin(hint), get_args(hint)
     if origin is Annotated:
-        rules = [arg for arg in args[1:] if isinstance(arg, Rule)]
-        return rules[0].allowed if rules else describe(args[0])
+        return args[1].allowed
     if origin in (Union, types.UnionType):
         others = [arg for arg in args if arg is not type(None)]
         words = " or ".join(describe(arg) for arg in others)
         return f"null or {words}" if len(others) < len(args) else words
     if origin is Literal:
         return "one of " + ", ".join(str(arg) for arg in args)
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
-    if hint in names:
-        return names[hint]
-    if origin in (list, tuple, Sequence):
+    if (origin or hint) in (list, tuple, Sequence):
         return "a list like [1, 2]"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _rules(hint: Any) -> list[Rule]:
-    """The `Rule`s of an `Annotated[...]` hint (also inside `X | None`), applied to non-null values."""
-    if get_origin(hint) is Annotated:
-        return [arg for arg in get_args(hint)[1:] if isinstance(arg, Rule)]
-    if get_origin(hint) in (Union, types.UnionType):
-        return [rule for arg in get_args(hint) for rule in _rules(arg)]
-    return []
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}
+    return names.get(hint) or getattr(hint, "__name__", str(hint))
 
 
 def check_value(key: str, hint: Any, value: object) -> None:
-    """Raise `VaeLabError` in one sentence if `value` (set as `key`) breaks the type or rules of `hint`."""
-    plain = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
-    if not type_accepts(hint, value) or (value is not None and not all(rule.accepts(value) for rule in _rules(hint))):
-        raise VaeLabError(f"{key}={plain!r} is not allowed; use {describe(hint)}.")
+    """Raise `ConfigError` in one sentence if `value` (set as `key`) breaks the type or rule of `hint`."""
+    rule = get_args(hint)[1] if get_origin(hint) is Annotated else None
+    if not type_accepts(hint, value) or (rule is not None and value is not None and not rule.accepts(value)):
+        plain = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+        raise ConfigError(f"{key}={plain!r} is not allowed; use {describe(hint)}.")
 
 
-def parameters(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any]]:
-    """The named parameters of a class's `__init__` (or a function) and their resolved type hints."""
-    function = target.__init__ if inspect.isclass(target) else target
-    signature = inspect.signature(function)
-    try:
-        hints = get_type_hints(function, include_extras=True)
-    except (NameError, TypeError):  # a third-party signature whose hints cannot be resolved: names only
-        hints = {}
-    named = {name: p for name, p in signature.parameters.items() if name != "self" and p.kind not in (
-        inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
-        named["**"] = inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)
-    return named, hints
+def check_values(hints: Mapping[str, Any], arguments: Mapping[str, object], prefix: str | None = None) -> None:
+    for name, hint in hints.items():
+        if name in arguments and name != "return":
+            check_value(f"{prefix}.{name}" if prefix else name, hint, arguments[name])
 
 
 def check_arguments(target: Callable, arguments: Mapping[str, object], prefix: str | None = None) -> None:
-    """Check a constructor's arguments against its signature: `check_arguments(CVAE, locals())` in `__init__`."""
-    named, hints = parameters(target)
-    for name in named:
-        if name in arguments and name in hints:
-            check_value(f"{prefix}.{name}" if prefix else name, hints[name], arguments[name])
+    """Check arguments (a constructor's `locals()`, a config) against the type hints of `target`'s signature."""
+    try:
+        hints = get_type_hints(target.__init__ if inspect.isclass(target) else target, include_extras=True)
+    except (NameError, TypeError):  # a third-party signature whose hints cannot be resolved: names only
+        hints = {}
+    check_values(hints, arguments, prefix)
 
 
-def _target_name(target: Callable) -> str:
-    return f"{target.__module__}.{target.__qualname__}"
-
-
-def check_node(prefix: str, node: DictConfig, target: Callable | None = None, values: bool = True,
-               renamed: Mapping[str, str] | None = None) -> None:
-    """Check every key of a config node against the signature of its `_target_` (or of `target`).
-
-    `values=False` checks the names only; `renamed` maps names the target no longer takes to their replacement.
-    """
+def check_node(prefix: str, node: DictConfig, values: bool = True, renamed: Mapping[str, str] | None = None) -> None:
+    """Check the keys of a config node against the signature of its `_target_`: names, then (unless `values=False`)
+    the values Hydra can resolve now; `renamed` maps names the target no longer takes to their replacement."""
     from hydra.utils import get_method
 
-    if target is None:
-        try:
-            target = get_method(node._target_)
-        except Exception as error:
-            raise VaeLabError(f"{prefix}._target_={node._target_} cannot be imported ({error}); check its spelling "
-                              "and that its module is on the Python path.") from error
-    named, hints = parameters(target)
-    for key in node:
-        if str(key).startswith("_"):
-            continue
-        if key not in named and "**" not in named:
-            near = [renamed[key]] if key in (renamed or {}) else difflib.get_close_matches(str(key), list(named), n=1)
-            hint = f"did you mean {prefix}.{near[0]}? " if near else ""
-            raise VaeLabError(f"{prefix}.{key} is not a setting of {_target_name(target)}; {hint}"
-                              f"it takes: {', '.join(named)}.")
-        if not values or OmegaConf.is_interpolation(node, str(key)):  # e.g. ${paths.output_dir}: known in the job
-            continue
-        try:
-            value = node[key]
-        except OmegaConfBaseException:  # e.g. ${hydra:runtime.output_dir} outside a Hydra job
-            continue
-        if key in hints:
-            check_value(f"{prefix}.{key}", hints[key], value)
+    try:
+        target = get_method(node._target_)
+    except Exception as error:
+        raise ConfigError(f"{prefix}._target_={node._target_} cannot be imported ({error}); check its spelling "
+                          "and that its module is on the Python path.") from error
+    parameters = inspect.signature(target).parameters.values()
+    names = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key in node if all(p.kind is not p.VAR_KEYWORD for p in parameters) else ():
+        if key not in names and not str(key).startswith("_"):
+            near = [renamed[key]] if key in (renamed or {}) else difflib.get_close_matches(str(key), names, n=1)
+            raise ConfigError(f"{prefix}.{key} is not a setting of {target.__module__}.{target.__qualname__}; "
+                              f"{f'did you mean {prefix}.{near[0]}? ' if near else ''}it takes: {', '.join(names)}.")
+    if values:  # an interpolation (${hydra:runtime.output_dir}) or a ??? is known in the job, not yet
+        check_arguments(target, {key: node[key] for key in node if not OmegaConf.is_interpolation(node, str(key))
+                                 and not OmegaConf.is_missing(node, str(key))}, prefix)
 
 
 def check_config(cfg: DictConfig, settings: Callable | None = None) -> None:
-    """Check a composed config: its top-level settings against `settings` (a dataclass of the entry point's keys),
-    `model`, `data` against their `_target_`s, `trainer` against Lightning's names and `TRAINER_VALUES`, and every
-    entry of `callbacks` and `logger`; raise `VaeLabError` naming the first bad value."""
+    """Check a composed config: its top-level keys against `settings` (a dataclass of the entry point's keys),
+    `model`, `data` and every entry of `callbacks` and `logger` against their `_target_`s, `trainer` against
+    Lightning's names and `TRAINER_VALUES`; raise `ConfigError` naming the first bad value."""
     if settings is not None:
-        named, hints = parameters(settings)
-        for key in named:
-            if key in cfg and key in hints:
-                check_value(key, hints[key], cfg[key])
-    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
-        raise VaeLabError(
-            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
-            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
-        )
-    for group in ("model", "data"):
-        node = cfg.get(group)
+        check_arguments(settings, cfg)
+    nodes = [(group, cfg.get(group)) for group in ("model", "data")] + [
+        (f"{group}.{name}", entry) for group in ("callbacks", "logger") if OmegaConf.is_dict(cfg.get(group))
+        for name, entry in cfg[group].items()]
+    for prefix, node in nodes:
         if OmegaConf.is_dict(node) and "_target_" in node:
-            check_node(group, node)
+            check_node(prefix, node)
     trainer = cfg.get("trainer")
-    if OmegaConf.is_dict(trainer) and "_target_" in trainer:  # names against Lightning's signature, values here
-        check_node("trainer", trainer, values=False, renamed=RENAMED_TRAINER_KEYS)
-    for key, hint in TRAINER_VALUES.items() if OmegaConf.is_dict(trainer) else ():
-        if key in trainer:
-            check_value(f"trainer.{key}", hint, trainer[key])
-    for group in ("callbacks", "logger"):
-        entries = cfg.get(group)
-        if OmegaConf.is_dict(entries):
-            for name, entry in entries.items():
-                if OmegaConf.is_dict(entry) and "_target_" in entry:
-                    check_node(f"{group}.{name}", entry)
+    if OmegaConf.is_dict(trainer):
+        if "_target_" in trainer:  # names against Lightning's signature, values against TRAINER_VALUES
+            check_node("trainer", trainer, values=False, renamed=RENAMED_TRAINER_KEYS)
+        check_values(TRAINER_VALUES, trainer, "trainer")
 
 
-def build(node: DictConfig, **kwargs: object) -> object:
-    """`hydra.utils.instantiate`, with a `VaeLabError` from the constructor passed on as itself (one sentence)."""
+def build(node: DictConfig, key: str | None = None, /, **kwargs: object) -> object:
+    """`hydra.utils.instantiate`; a `VaeLabError` from the constructor (which checks its values) comes out as itself,
+    a key of `node` (set as `key`) that the constructor does not take as `check_node`'s sentence."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
@@ -267,4 +198,6 @@ def build(node: DictConfig, **kwargs: object) -> object:
     except InstantiationException as error:
         if isinstance(error.__cause__, VaeLabError):
             raise error.__cause__ from None
+        if key is not None:
+            check_node(key, node, values=False)
         raise

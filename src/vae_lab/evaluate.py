@@ -29,12 +29,11 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
-from vae_lab.accelerators import check_memory, pick_device, set_threads
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.config_checks import Rule, Seed, Threads, between, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.preflight import run
+from vae_lab.preflight import check_device, check_memory, run, set_threads
 
 if TYPE_CHECKING:
     import lightning as L
@@ -50,7 +49,7 @@ OutputDir = Annotated[Any, Rule(lambda v: isinstance(v, (str, os.PathLike)) and 
 
 @dataclass(frozen=True)
 class EvaluateSettings:
-    """The keys of conf/eval.yaml and what each accepts (checked on the command line and by `evaluate(cfg)`)."""
+    """The keys of conf/eval.yaml and what each accepts (checked by `evaluate(cfg)`)."""
 
     iwae_samples: Annotated[int, positive(5000)] = 5000
     num_images: Annotated[int | None, between(1, TEST_SIZE, f"null (all {TEST_SIZE} test images) or a number from "
@@ -105,8 +104,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score `cfg.ckpt_path` on the test set; write metrics.json, print the table, return the metrics."""
     started = time.perf_counter()
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
-    check_config(cfg, EvaluateSettings)  # the command line did it already; Python callers get the same sentences
-    device = pick_device(cfg.device)
+    check_config(cfg, EvaluateSettings)  # here, not before Hydra: evaluate creates no run folder
+    device = check_device("device", cfg.device)
     check_memory(cfg)  # images encoded and decoded at once (batch_size, decode_batch)
     set_threads(cfg.get("threads"))
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent

@@ -20,13 +20,12 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
-from vae_lab.accelerators import check_memory, set_threads
 from vae_lab.atomic_files import atomic_write, check_writable
-from vae_lab.config_checks import Rule, Seed, Threads, at_least, check_config, positive
+from vae_lab.config_checks import Rule, Seed, Threads, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
 from vae_lab.errors import exit_on_user_error
 from vae_lab.evaluate import TEST_SIZE, OutputDir, require_ckpt_path
-from vae_lab.preflight import run
+from vae_lab.preflight import check_memory, run, set_threads
 
 
 def _is_index_pair(value: Any) -> bool:
@@ -37,10 +36,10 @@ def _is_index_pair(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class SampleSettings:
-    """The keys of conf/sample.yaml and what each accepts (checked on the command line and by `sample(cfg)`)."""
+    """The keys of conf/sample.yaml and what each accepts (checked by `sample(cfg)`)."""
 
     n: Annotated[int, positive(64)] = 64
-    steps: Annotated[int, at_least(2, "an integer of 2 or more like 10 (both ends are included)")] = 10
+    steps: Annotated[int, Rule(lambda v: v >= 2, "an integer of 2 or more like 10 (both ends are included)")] = 10
     binary: bool = False
     interpolate: Annotated[Any, Rule(_is_index_pair, f"null or two test-image indices from 0 to {TEST_SIZE - 1}, "
                                                      "like interpolate=[0,1]")] = None
@@ -52,7 +51,7 @@ class SampleSettings:
 def sample(cfg: DictConfig) -> list[Path]:
     """Write samples.png (and interpolation.png when asked); return the paths written."""
     ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
-    check_config(cfg, SampleSettings)  # the command line did it already; Python callers get the same sentences
+    check_config(cfg, SampleSettings)  # here, not before Hydra: sample creates no run folder
     check_memory(cfg)  # n images decoded at once
     set_threads(cfg.get("threads"))
     pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))

@@ -14,25 +14,26 @@ import hydra
 from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
-from vae_lab.config_checks import Seed, Threads, build, check_config
+from vae_lab.config_checks import Seed, Threads, build
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
-from vae_lab.errors import VaeLabError, exit_on_user_error
-from vae_lab.preflight import run
+from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
+from vae_lab.preflight import run, set_threads
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The root keys of conf/train.yaml that are checked here (model, data, callbacks... by their own classes)."""
+    """The root keys of conf/train.yaml and what each accepts (model, data, callbacks... by their own classes)."""
 
     seed: Seed = 42
     threads: Threads = None
 
 
-def instantiate_group(group_cfg: DictConfig | None) -> list:
+def instantiate_group(group_cfg: DictConfig | None, group: str | None = None) -> list:
     """Instantiate every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
     if not group_cfg:
         return []
-    return [build(entry) for entry in group_cfg.values() if entry and "_target_" in entry]
+    return [build(entry, group and f"{group}.{name}") for name, entry in group_cfg.items()
+            if entry and "_target_" in entry]
 
 
 def switched_off(callback: object, trainer_cfg: DictConfig) -> bool:
@@ -56,23 +57,28 @@ def check_image_shape(model: object, datamodule: object) -> None:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
-    from vae_lab.accelerators import check_accelerator, check_memory, set_threads
-    check_config(cfg, TrainSettings)
-    check_accelerator(cfg.trainer)  # before importing Lightning's heavy machinery or touching data
-    check_memory(cfg)
+    """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats.
+
+    The model, data and callbacks check their own values as they are built; the command line checked the rest of
+    `cfg` before Hydra made the run's folder (from Python: `config_checks.check_config(cfg, TrainSettings)`).
+    """
+    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
+        raise ConfigError(
+            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
+            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
+        )
 
     import lightning as L
 
     set_threads(cfg.get("threads"))  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build(cfg.data)
-    model = build(cfg.model)
+    datamodule = build(cfg.data, "data")
+    model = build(cfg.model, "model")
     check_image_shape(model, datamodule)
-    callbacks = [callback for callback in instantiate_group(cfg.get("callbacks"))
+    callbacks = [callback for callback in instantiate_group(cfg.get("callbacks"), "callbacks")
                  if not switched_off(callback, cfg.trainer)]
-    loggers = instantiate_group(cfg.get("logger"))
+    loggers = instantiate_group(cfg.get("logger"), "logger")
     # Without a model_checkpoint callback (callbacks=none, ~callbacks.model_checkpoint) there are no checkpoints:
     # Lightning would otherwise add its own, in a folder and under a name that resume= does not know.
     checkpointing = {} if "enable_checkpointing" in cfg.trainer else {
@@ -82,7 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # stops Lightning adding it, and saying so.
     summary = {"enable_model_summary": False} if any(
         isinstance(callback, L.pytorch.callbacks.ModelSummary) for callback in callbacks) else {}
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, **checkpointing, **summary)
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **checkpointing, **summary)
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("warm_start_from"):  # the weights only, as a new run
         from vae_lab.checkpoints import warm_start
@@ -131,4 +137,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    run(main, CONFIG_DIR, "train")  # checks the command line before Hydra creates a run directory
+    run(main, CONFIG_DIR, "train", TrainSettings)  # checks the command line before Hydra creates a run directory

@@ -1,21 +1,12 @@
-"""How the networks run, chosen apart from what they compute: memory layout, kernels and torch.compile.
-
-Applied when the fit (or test) sets up, to whatever model is trained, and never stored as a model
-hyperparameter: a checkpoint records what the model is, not how it was run.
+"""How the networks run, chosen apart from what they compute and never stored as a model hyperparameter (a
+checkpoint records what the model is, not how it was run). Applied when the fit (or test) sets up:
   channels_last  NHWC layout for 4-D weights (oneDNN's preferred one on CPU, tensor cores' on GPU); inputs follow
                  the weights. A no-op for models without convolutions.
-  fast_path      true: at fit start on a CPU, pick the fastest kernels for this machine, like cuDNN's benchmark mode
-                 (below). false: today's path.
-  compile        null (eager) | default | reduce-overhead (CUDA graphs, GPU) | max-autotune: torch.compile of the
-                 encoder and decoder, lazily at the first step; parameter names (checkpoints) are unchanged.
-
-The fast path: candidate paths compute the same model in other kernels (`Decoder.stride2`: oneDNN's transposed
-convolutions or the phase GEMMs). `choose` times a few training steps of each, alternating, and keeps the fastest
-only if it beats today's path (always a candidate) by `MARGIN`; in fp32 a candidate must also give bit-identical
-loss and gradients, so the default run's numbers never change with the machine (none does yet: fp32 fits run no
-trial). The answer is cached in `~/.cache/vae_lab/fast_paths.json` (or `$VAE_LAB_CACHE_DIR`) under the CPU model
-and flags, the torch version, threads, precision and model shape, so later runs on the same machine skip the trial,
-and recorded in manifest.json (`runtime`).
+  compile        torch.compile of the encoder and decoder, lazily at the first step; parameter names are unchanged.
+  fast_path      at fit start on a CPU, the decoder's stride-2 kernels (`Decoder.stride2`: oneDNN or phase GEMMs)
+                 chosen like cuDNN's benchmark mode: timed on this machine, cached per machine and shape, recorded in
+                 manifest.json (README, "The per-machine fast path"). In fp32 only a path with today's exact numbers
+                 may replace today's, and none is yet, so fp32 fits run no trial.
 """
 
 from __future__ import annotations
@@ -76,9 +67,14 @@ def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = c
     decoder = model.decoder
     if not hasattr(decoder, "stride2"):
         return Choice(path="none", cached=False)
-    candidates, excluded = ["onednn", "gemm"], {}
+    if not precision.startswith(("bf16", "16")):  # fp32 / fp64: only a path with today's exact numbers
+        # The phase GEMMs sum the taps in another order (equal to ~1e-7, tests/test_networks.py), never bitwise:
+        # known without running a step, so an fp32 fit pays nothing for the choice.
+        decoder.stride2 = "onednn"
+        return Choice("onednn", cached=False, excluded={"gemm": f"not bit-identical to onednn in {precision}"})
+    candidates = ["onednn", "gemm"]
     x = (torch.rand(batch, *model.image_shape, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    x = x.to(memory_format=torch.channels_last) if x.dim() == 4 else x
+    x = x.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]
 
     def loss_and_grads(path: str) -> list[torch.Tensor]:
@@ -88,33 +84,24 @@ def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = c
             loss = -model(x)[0].mean()
         return [loss.detach(), *torch.autograd.grad(loss, parameters)]
 
-    if not precision.startswith(("bf16", "16")):  # fp32 / fp64: only a path with today's exact numbers
-        # The phase GEMMs sum the taps in another order (equal to ~1e-7, tests/test_networks.py), never bitwise:
-        # known without running a step, so an fp32 fit pays nothing for the choice.
-        excluded = {path: f"not bit-identical to onednn in {precision}" for path in candidates[1:]}
-        candidates = candidates[:1]
     key = machine_key(model=type(model).__name__, latent_dim=model.latent_dim, batch=batch, precision=precision,
                       threads=torch.get_num_threads(), candidates=candidates)
     cache = Path(os.environ.get("VAE_LAB_CACHE_DIR") or Path.home() / ".cache" / "vae_lab") / "fast_paths.json"
     choice = choose(candidates, lambda path: timed(lambda: loss_and_grads(path), TRIAL_STEPS), key, cache)
     decoder.stride2 = choice.path
-    choice.excluded = excluded
     return choice
 
 
-def cpu_identity() -> str:
-    """'model name | the SIMD flags that pick kernels' from /proc/cpuinfo ('?' elsewhere)."""
+def machine_key(**shape: Any) -> str:
+    """The cache key: the CPU model and the SIMD flags that pick kernels (from /proc/cpuinfo), torch, `shape`."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return "?"
+        lines = []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
-    return f"{model} | {' '.join(sorted(f for f in flags if f.startswith(('avx', 'amx'))))}"
-
-
-def machine_key(**shape: Any) -> str:
-    return json.dumps({"cpu": cpu_identity(), "torch": torch.__version__, **shape}, sort_keys=True)
+    cpu = f"{model} | {' '.join(sorted(f for f in flags if f.startswith(('avx', 'amx'))))}"
+    return json.dumps({"cpu": cpu, "torch": torch.__version__, **shape}, sort_keys=True)
 
 
 def read_cache(path: Path) -> dict[str, str]:
@@ -127,18 +114,15 @@ def read_cache(path: Path) -> dict[str, str]:
 def choose(candidates: Sequence[str], time_step: Callable[[str], float], key: str, cache: Path) -> Choice:
     """The fastest of `candidates` (the first one is today's path) by the median of `ROUNDS` alternating calls of
     `time_step(name)` (seconds per step); today's path unless another is `MARGIN` faster. Cached under `key`."""
-    default = candidates[0]
     known = read_cache(cache).get(key)
     if known in candidates:
         return Choice(known, cached=True)
-    if len(candidates) == 1:
-        return Choice(default, cached=False)
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(ROUNDS):
         for name in candidates:
             samples[name].append(time_step(name))
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    best = min(medians, key=medians.__getitem__)
+    best, default = min(medians, key=medians.__getitem__), candidates[0]
     path = best if medians[best] < medians[default] * (1 - MARGIN) else default
     # Read again: another job may have cached its choice meanwhile. atomic_write_text makes the folder if needed.
     atomic_write_text(cache, json.dumps({**read_cache(cache), key: path}, indent=1, sort_keys=True) + "\n")

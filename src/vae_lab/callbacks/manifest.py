@@ -25,14 +25,14 @@ from vae_lab.atomic_files import atomic_write_text
 from vae_lab.data.mnist_files import OFFICIAL_MD5, md5_of
 
 MANIFEST = "manifest.json"
-REPO_DIR = Path(__file__).resolve().parents[3]
 
 
 def git_state() -> dict[str, Any]:
     """{"commit": sha, "dirty": bool}, or {"commit": None} outside a git checkout (e.g. an installed wheel)."""
     try:
         lines = subprocess.run(
-            ["git", "-C", str(REPO_DIR), "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
+            ["git", "-C", str(Path(__file__).resolve().parents[3]), "status", "--porcelain=v2", "--branch",
+             "--untracked-files=no"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
@@ -46,8 +46,7 @@ class RunManifest(L.Callback):
 
     def __init__(self, dirpath: str, config: DictConfig | dict[str, Any] | None = None) -> None:
         self.run_dir = Path(dirpath)
-        resolved = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config
-        self.config = resolved or {}
+        self.config = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config or {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -59,13 +58,9 @@ class RunManifest(L.Callback):
             "versions": {"vae_lab": vae_lab.__version__, "python": platform.python_version(),
                          **{module.__name__: module.__version__ for module in (torch, L, hydra)}},
             "git": git_state(),
-            "device": {
-                "accelerator": type(trainer.accelerator).__name__,
-                "root_device": str(trainer.strategy.root_device),
-                "world_size": trainer.world_size,
-                "num_nodes": trainer.num_nodes,
-                "precision": str(trainer.precision),
-            },
+            "device": {"accelerator": type(trainer.accelerator).__name__,
+                       "root_device": str(trainer.strategy.root_device), "world_size": trainer.world_size,
+                       "num_nodes": trainer.num_nodes, "precision": str(trainer.precision)},
             "runtime": getattr(pl_module, "fast_path", None),  # set by callbacks.runtime when the fit set up
             "data_md5": {name: md5_of(raw / name) if (raw / name).is_file() else None
                          for name in OFFICIAL_MD5} if raw is not None else {},
@@ -75,9 +70,6 @@ class RunManifest(L.Callback):
         if hasattr(trainer.datamodule, "test_set_md5"):  # the binarized test images: equal for comparable runs
             record["test_set_md5"] = trainer.datamodule.test_set_md5()
         path = self.run_dir / MANIFEST
-        if trainer.ckpt_path is not None and path.is_file():
-            manifest = json.loads(path.read_text())
-            manifest.setdefault("resumes", []).append(record)
-        else:
-            manifest = record
+        first = json.loads(path.read_text()) if trainer.ckpt_path is not None and path.is_file() else None
+        manifest = {**first, "resumes": [*first.get("resumes", []), record]} if first else record
         atomic_write_text(path, json.dumps(manifest, indent=2, default=str))

@@ -25,7 +25,6 @@ from vae_lab.config_checks import positive
 class EpochThroughput(L.Callback):
     def __init__(self, warmup_steps: Annotated[int, positive(5)] = 5) -> None:
         self.warmup_steps = warmup_steps
-        self.history: list[dict[str, float]] = []  # one entry per epoch, for callers that read it directly
         self._start = self._warm = self._end = None  # (wall, CPU) seconds at the epoch's start, warm-up end, last step
 
     @staticmethod
@@ -63,12 +62,9 @@ class EpochThroughput(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._warm is None or self._end is None:
             return  # fewer steps than the warm-up: nothing steady to report
-        record = {
+        pl_module.log_dict({
             "perf/train_images_per_s": self._images / (self._end[0] - self._warm[0] - self._val_in_train_s),
             "perf/train_images_per_cpu_s": self._images / (self._end[1] - self._warm[1]),
             "perf/warmup_s": self._warm[0] - self._start[0],
             "perf/val_s": self._val_s,
-        }
-        self.history.append(record)
-        for name, value in record.items():
-            pl_module.log(name, value, on_step=False, on_epoch=True)
+        }, on_step=False, on_epoch=True)

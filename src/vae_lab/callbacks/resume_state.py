@@ -1,11 +1,13 @@
 """A resumed fit goes on as if it had never stopped: the same random numbers, the same TensorBoard curves.
 
-The ELBO's noise (`randn_like` in the training and validation steps; the data order and the sample grid have their
-own seeded generators) comes from torch's global CPU generator, whose state a Lightning checkpoint does not keep:
-it is saved with every checkpoint (a byte tensor: loadable with weights_only=True) and put back when the resumed
+The data order and the sample grid have their own seeded generators, but the ELBO's noise (`randn_like` in the
+training and validation steps) comes from torch's global CPU generator, whose state a Lightning checkpoint does not
+keep. It is saved with every checkpoint (a byte tensor: loadable with weights_only=True) and put back when a resumed
 fit starts training, after Lightning's sanity check, which draws from it too. (On a GPU the noise comes from the
-CUDA generator, whose kernels are not bitwise deterministic anyway: README, Reproducibility.) A run killed
-mid-epoch has already written events that the resumed process logs again: TensorBoard's own restart marker drops them.
+CUDA generator, whose kernels are not bitwise deterministic anyway: README, Reproducibility.)
+
+A run killed mid-epoch has already written that epoch's events, and the resumed process logs the epoch again:
+TensorBoard's own restart marker makes the reader drop the interrupted epoch's events.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ except `trainer.max_epochs`: without one, the run continues to the epoch count i
 `manifest.json` recorded it), so a run extended by one resume and killed is finished by the next. A resume with
 nothing left to train, or one that would change the size of the saved weights, is refused in one sentence
 before anything is written. The TensorBoard curves continue without doubled epochs thanks to
-`callbacks.resume_state`. A wrong path is reported before torch is imported (to read the checkpoint).
+`resumed_curves.PurgeUnsavedEvents`. A wrong path is reported before torch is imported (to read the checkpoint).
 """
 
 from __future__ import annotations

@@ -30,45 +30,36 @@ class NanGuard(L.Callback):
         self._batch_idx = -1
         self._loss: Tensor | None = None
 
-    def on_train_batch_start(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
         self._batch, self._batch_idx = batch, batch_idx  # a reference only, kept in case this batch is the bad one
 
     def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor) -> None:
         self._loss = loss.detach()
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
-        checked = [self._loss] if self._loss is not None else []
-        checked += [p.grad for p in pl_module.parameters() if p.grad is not None]
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                                 optimizer: torch.optim.Optimizer) -> None:
+        checked = [t for t in (self._loss, *(p.grad for p in pl_module.parameters())) if t is not None]
         # One flag on the device, one host sync: no per-tensor round trips on a GPU.
-        bad_here = bool(torch.stack([~torch.isfinite(t).all() for t in checked]).any()) if checked else False
-        bad = trainer.strategy.reduce_boolean_decision(bad_here, all=False) if trainer.world_size > 1 else bad_here
-        if bad:
-            loss_bad = self._loss is not None and not bool(torch.isfinite(self._loss).all())
-            self._stop(trainer, pl_module, what="loss" if loss_bad else "gradient")
-
-    def _stop(self, trainer: L.Trainer, pl_module: L.LightningModule, what: str) -> None:
+        bad = bool(torch.stack([~torch.isfinite(t).all() for t in checked]).any()) if checked else False
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
         run_dir = Path(self.dirpath or trainer.default_root_dir)
         epoch, step = trainer.current_epoch, trainer.global_step
-        name = "nan_batch.pt" if trainer.world_size == 1 else f"nan_batch_rank{trainer.global_rank}.pt"
-        batch_path = run_dir / name
+        rank = "" if trainer.world_size == 1 else f"_rank{trainer.global_rank}"
+        batch_path = run_dir / f"nan_batch{rank}.pt"
         loss = float(self._loss) if self._loss is not None and self._loss.numel() == 1 else None
-        atomic_torch_save(
-            {"batch": self._batch, "epoch": epoch, "step": step, "batch_idx": self._batch_idx, "loss": loss},
-            batch_path,
-        )
-        weights_ok = all(bool(torch.isfinite(p).all()) for p in pl_module.parameters())
-        if weights_ok:
-            checkpoint = run_dir / "checkpoints" / "last_good.ckpt"
+        atomic_torch_save({"batch": self._batch, "epoch": epoch, "step": step, "batch_idx": self._batch_idx,
+                           "loss": loss}, batch_path)
+        checkpoint = run_dir / "checkpoints" / "last_good.ckpt"
+        if all(bool(torch.isfinite(p).all()) for p in pl_module.parameters()):
             trainer.save_checkpoint(checkpoint)  # every rank calls it (they agreed on `bad`); rank zero writes
             saved = f"the last good weights (before this step) to {checkpoint}"
         else:
-            saved = f"no weights (they are already non-finite; {run_dir / 'checkpoints' / 'last.ckpt'} is older)"
-        lr = pl_module.hparams.get("lr")
+            saved = f"no weights (they are already non-finite; {checkpoint.with_name('last.ckpt')} is older)"
+        what = "loss" if self._loss is not None and not bool(torch.isfinite(self._loss).all()) else "gradient"
         raise NonFiniteTrainingError(
             f"Training diverged at epoch {epoch}, step {step} (batch {self._batch_idx}): the {what} is not finite "
-            f"(loss={loss}); saved the batch to {batch_path} and {saved}; lower model.lr (now {lr}) and start again."
+            f"(loss={loss}); saved the batch to {batch_path} and {saved}; lower model.lr (now "
+            f"{pl_module.hparams.get('lr')}) and start again."
         )

@@ -1,37 +1,40 @@
-"""How the networks run, chosen apart from what they compute: memory layout, kernels and torch.compile.
-
-Applied when the fit (or test) sets up, to whatever model is trained, and never stored as a model
-hyperparameter: a checkpoint records what the model is, not how it was run.
+"""How the networks run, chosen apart from what they compute and never stored as a model hyperparameter (a
+checkpoint records what the model is, not how it was run). Applied when the fit (or test) sets up:
   channels_last  NHWC layout for 4-D weights (oneDNN's preferred one on CPU, tensor cores' on GPU); inputs follow
                  the weights. A no-op for models without convolutions.
-  fast_path      true: at fit start on a CPU, time the networks' candidate kernels (`Decoder.stride2`: oneDNN or
-                 phase GEMMs) for a few steps and keep the fastest (callbacks/fast_path.py: cached per machine,
-                 recorded in manifest.json; in fp32 only a bit-identical path may replace today's, and none is
-                 yet, so fp32 fits run no trial). false: today's path.
-  compile        null (eager) | default | reduce-overhead (CUDA graphs, GPU) | max-autotune: torch.compile of the
-                 encoder and decoder, lazily at the first step; parameter names (checkpoints) are unchanged.
+  compile        torch.compile of the encoder and decoder, lazily at the first step; parameter names are unchanged.
+  fast_path      at fit start on a CPU, the decoder's stride-2 kernels (`Decoder.stride2`: oneDNN or phase GEMMs)
+                 chosen like cuDNN's benchmark mode: timed on this machine, cached per machine and shape, recorded in
+                 manifest.json (README, "The per-machine fast path"). In fp32 only a path with today's exact numbers
+                 may replace today's, and none is yet, so fp32 fits run no trial.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 
-from vae_lab.callbacks import fast_path
-from vae_lab.config_checks import check_arguments
+from vae_lab.atomic_files import atomic_write_text
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 TRIAL_STEPS = 3  # timed steps per candidate per round (x ROUNDS rounds): ~1-3 s of a fit on a 2-core CPU
+ROUNDS = 3
+MARGIN = 0.05  # a candidate must be >= 5% faster than today's path: less is timing noise on a shared machine
 
 
-class Runtime(Callback):
+class Runtime(L.Callback):
     def __init__(self, channels_last: bool = True, compile: CompileMode | None = None,
                  fast_path: bool = True) -> None:
-        check_arguments(Runtime, locals(), "callbacks.runtime")
         self.channels_last, self.compile, self.fast_path = channels_last, compile, fast_path
         self._applied = False
 
@@ -43,22 +46,35 @@ class Runtime(Callback):
             pl_module.to(memory_format=torch.channels_last)
         if self.fast_path and stage == "fit" and trainer is not None and trainer.strategy.root_device.type == "cpu":
             batch = getattr(trainer.datamodule, "hparams", {}).get("batch_size", 100)
-            context = trainer.precision_plugin.forward_context
-            pl_module.fast_path = choose_decoder_path(pl_module, batch, str(trainer.precision), context).as_dict()
+            choice = choose_decoder_path(pl_module, batch, str(trainer.precision),
+                                         trainer.precision_plugin.forward_context)
+            pl_module.fast_path = asdict(choice)  # recorded by callbacks.manifest
         if self.compile is not None:
             for network in (pl_module.encoder, pl_module.decoder):
                 network.compile(mode=self.compile)
 
 
-def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = contextlib.nullcontext
-                        ) -> fast_path.Choice:
+@dataclass
+class Choice:
+    path: str
+    cached: bool
+    seconds_per_step: dict[str, float] = field(default_factory=dict)  # median of the trial, per candidate
+    excluded: dict[str, str] = field(default_factory=dict)  # candidate -> why it was not timed
+
+
+def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = contextlib.nullcontext) -> Choice:
     """Set `model.decoder.stride2` to the fastest of its paths on this machine (a no-op without the attribute)."""
     decoder = model.decoder
     if not hasattr(decoder, "stride2"):
-        return fast_path.Choice(path="none", cached=False)
-    candidates, excluded = ["onednn", "gemm"], {}
+        return Choice(path="none", cached=False)
+    if not precision.startswith(("bf16", "16")):  # fp32 / fp64: only a path with today's exact numbers
+        # The phase GEMMs sum the taps in another order (equal to ~1e-7, tests/test_networks.py), never bitwise:
+        # known without running a step, so an fp32 fit pays nothing for the choice.
+        decoder.stride2 = "onednn"
+        return Choice("onednn", cached=False, excluded={"gemm": f"not bit-identical to onednn in {precision}"})
+    candidates = ["onednn", "gemm"]
     x = (torch.rand(batch, *model.image_shape, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    x = x.to(memory_format=torch.channels_last) if x.dim() == 4 else x
+    x = x.to(memory_format=torch.channels_last)
     parameters = [p for p in model.parameters() if p.requires_grad]
 
     def loss_and_grads(path: str) -> list[torch.Tensor]:
@@ -68,15 +84,55 @@ def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = c
             loss = -model(x)[0].mean()
         return [loss.detach(), *torch.autograd.grad(loss, parameters)]
 
-    if not precision.startswith(("bf16", "16")):  # fp32 / fp64: only a path with today's exact numbers
-        # The phase GEMMs sum the taps in another order (equal to ~1e-7, tests/test_networks.py), never bitwise:
-        # known without running a step, so an fp32 fit pays nothing for the choice.
-        excluded = {path: f"not bit-identical to onednn in {precision}" for path in candidates[1:]}
-        candidates = candidates[:1]
-    key = fast_path.machine_key(model=type(model).__name__, latent_dim=model.latent_dim, batch=batch,
-                                precision=precision, threads=torch.get_num_threads(), candidates=candidates)
-    choice = fast_path.choose(candidates, lambda path: fast_path.timed(lambda: loss_and_grads(path), TRIAL_STEPS),
-                              key, fast_path.cache_file())
+    key = machine_key(model=type(model).__name__, latent_dim=model.latent_dim, batch=batch, precision=precision,
+                      threads=torch.get_num_threads(), candidates=candidates)
+    cache = Path(os.environ.get("VAE_LAB_CACHE_DIR") or Path.home() / ".cache" / "vae_lab") / "fast_paths.json"
+    choice = choose(candidates, lambda path: timed(lambda: loss_and_grads(path), TRIAL_STEPS), key, cache)
     decoder.stride2 = choice.path
-    choice.excluded = excluded
     return choice
+
+
+def machine_key(**shape: Any) -> str:
+    """The cache key: the CPU model and the SIMD flags that pick kernels (from /proc/cpuinfo), torch, `shape`."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    cpu = f"{model} | {' '.join(sorted(f for f in flags if f.startswith(('avx', 'amx'))))}"
+    return json.dumps({"cpu": cpu, "torch": torch.__version__, **shape}, sort_keys=True)
+
+
+def read_cache(path: Path) -> dict[str, str]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def choose(candidates: Sequence[str], time_step: Callable[[str], float], key: str, cache: Path) -> Choice:
+    """The fastest of `candidates` (the first one is today's path) by the median of `ROUNDS` alternating calls of
+    `time_step(name)` (seconds per step); today's path unless another is `MARGIN` faster. Cached under `key`."""
+    known = read_cache(cache).get(key)
+    if known in candidates:
+        return Choice(known, cached=True)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(ROUNDS):
+        for name in candidates:
+            samples[name].append(time_step(name))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    best, default = min(medians, key=medians.__getitem__), candidates[0]
+    path = best if medians[best] < medians[default] * (1 - MARGIN) else default
+    # Read again: another job may have cached its choice meanwhile. atomic_write_text makes the folder if needed.
+    atomic_write_text(cache, json.dumps({**read_cache(cache), key: path}, indent=1, sort_keys=True) + "\n")
+    return Choice(path, cached=False, seconds_per_step=medians)
+
+
+def timed(step: Callable[[], None], steps: int) -> float:
+    """Seconds per call of `step`, over `steps` calls after one untimed call."""
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps

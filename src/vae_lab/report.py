@@ -29,16 +29,22 @@ from omegaconf import OmegaConf
 
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.errors import VaeLabError, print_error
-from vae_lab.sweep_outcome import COMPLETED, SEED, SweepJob, find_jobs, setting, sweep_counts, swept_keys
+from vae_lab.sweep_outcome import (
+    COMPLETED,
+    METRIC,
+    SEED,
+    SweepJob,
+    find_jobs,
+    lower_is_better,
+    ranked,
+    setting,
+    stats,
+    sweep_counts,
+    swept_keys,
+)
 
-METRIC = "val/elbo"
 OPTUNA_RESULTS = "optimization_results.yaml"
 RATE_DISTORTION_KEYS = ("model.beta", "model.latent_dim")
-# The last part of a metric's name (`val/kl` -> `kl`) for which lower is better: a KL (the rate), a loss, a negative
-# log-likelihood, bits per dimension. Durations (`perf/val_s`) and standard errors (`test/iwae_se`) are lower-better
-# too; rates (`perf/train_images_per_s`) and everything else, the ELBO, IWAE bound and reconstruction
-# log-likelihood (`recon`) first, are higher-better.
-LOWER_IS_BETTER = ("kl", "loss", "nll", "bpd")
 MAX_LEGEND_ENTRIES = 12
 
 
@@ -60,33 +66,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print("\n".join(str(path) for path in written))
     return 0
-
-
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of `metric` ranks first (see LOWER_IS_BETTER)."""
-    name = metric.rsplit("/", 1)[-1]
-    return name.endswith("_se") or "_per_" not in name and (name.endswith("_s") or name in LOWER_IS_BETTER)
-
-
-def stats(jobs: list[SweepJob], metric: str) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (n - 1 in the denominator; nan below 2 values) and n of `metric` over the
-    completed jobs with a finite value (a failed or diverged seed counts in a setting's jobs, not in its n)."""
-    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
-    values = [value for value in values if math.isfinite(value)]
-    mean = statistics.fmean(values) if values else math.nan
-    return mean, statistics.stdev(values) if len(values) > 1 else math.nan, len(values)
-
-
-def ranked(items: list, metric: str) -> list:
-    """Jobs, or settings (lists of jobs), by their mean finite `metric`, best first (an ELBO: highest; a KL: lowest);
-    those without one last, in their order."""
-    sign = 1 if lower_is_better(metric) else -1
-
-    def key(item: SweepJob | list[SweepJob]) -> float:
-        mean = stats(item if isinstance(item, list) else [item], metric)[0]
-        return math.inf if math.isnan(mean) else sign * mean  # sorted() is stable: the others keep their order
-
-    return sorted(items, key=key)
 
 
 def write_report(folders: list[Path], out_dir: Path | None = None, metric: str = METRIC,

@@ -28,13 +28,12 @@ from omegaconf import DictConfig, OmegaConf
 from vae_lab import CONFIG_DIR
 from vae_lab.atomic_files import atomic_write_text, check_writable
 from vae_lab.errors import USAGE_EXIT, VaeLabError, print_error
-from vae_lab.sweep_outcome import COMPLETED, RESULT_FILE, read_result
+from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, RESULT_FILE, read_result
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 log = logging.getLogger(__name__)
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
 RUN_MARKERS = (".hydra", RESULT_FILE, "manifest.json", "checkpoints", "train.log")

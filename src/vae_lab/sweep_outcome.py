@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,6 +33,13 @@ from vae_lab.errors import VaeLabError
 
 log = logging.getLogger(__name__)
 RESULT_FILE = "result.json"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"  # what resume= and a sweep job continue
+METRIC = "val/elbo"  # what sweeps are ranked by, unless told otherwise
+# The last part of a metric's name (`val/kl` -> `kl`) for which lower is better: a KL (the rate), a loss, a negative
+# log-likelihood, bits per dimension. Durations (`perf/val_s`) and standard errors (`test/iwae_se`) are lower-better
+# too; rates (`perf/train_images_per_s`) and everything else, the ELBO, IWAE bound and reconstruction
+# log-likelihood (`recon`) first, are higher-better.
+LOWER_IS_BETTER = ("kl", "loss", "nll", "bpd")
 COMPLETED, FAILED, INTERRUPTED = "completed", "failed", "interrupted"
 UNFINISHED = "unfinished"  # no result.json
 SEED = "seed"  # the key whose values repeat a setting rather than change it
@@ -74,8 +83,6 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
         metrics = train(cfg)
     except (KeyboardInterrupt, SystemExit) as interruption:  # Ctrl-C (Lightning exits 1 after it), SIGTERM
         from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        from vae_lab.resume import CHECKPOINT
 
         sigterm = isinstance(interruption, SIGTERMException)  # a SystemExit with no code: it would exit 0
         if isinstance(interruption, SystemExit) and not sigterm and not interruption.code:
@@ -203,13 +210,39 @@ def sweep_counts(jobs: list[SweepJob]) -> str:
     return f"{len(jobs)} job{'s' * (len(jobs) != 1)}: " + ", ".join(parts)
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` ranks first (see LOWER_IS_BETTER)."""
+    name = metric.rsplit("/", 1)[-1]
+    return name.endswith("_se") or "_per_" not in name and (name.endswith("_s") or name in LOWER_IS_BETTER)
+
+
+def stats(jobs: list[SweepJob], metric: str) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1 in the denominator; nan below 2 values) and n of `metric` over the
+    completed jobs with a finite value (a failed or diverged seed counts in a setting's jobs, not in its n)."""
+    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
+    values = [value for value in values if math.isfinite(value)]
+    mean = statistics.fmean(values) if values else math.nan
+    return mean, statistics.stdev(values) if len(values) > 1 else math.nan, len(values)
+
+
+def ranked(items: list, metric: str) -> list:
+    """Jobs, or settings (lists of jobs), by their mean finite `metric`, best first (an ELBO: highest; a KL: lowest);
+    those without one last, in their order."""
+    sign = 1 if lower_is_better(metric) else -1
+
+    def key(item: SweepJob | list[SweepJob]) -> float:
+        mean = stats(item if isinstance(item, list) else [item], metric)[0]
+        return math.inf if math.isnan(mean) else sign * mean  # sorted() is stable: the others keep their order
+
+    return sorted(items, key=key)
+
+
 class SweepSummary(Callback):
     """At the end of a sweep: one line per job that did not complete (stderr), then the closing block: the counts,
     the best job and its final metrics, the report command and the TensorBoard command for every job."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         from vae_lab.console import print_end_block
-        from vae_lab.report import METRIC, ranked
 
         sweep_dir = Path(config.hydra.sweep.dir)
         jobs = find_jobs(sweep_dir)

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 
 from tests.conftest import CONF_DIR, compose_config
-from vae_lab.config_checks import check_config
+from vae_lab.config_checks import check_arguments, check_config, positive
 from vae_lab.errors import USAGE_EXIT, VaeLabError
 from vae_lab.preflight import check_command_line, job_overrides, one_sentence
 from vae_lab.train import TrainSettings
@@ -149,6 +150,19 @@ def test_the_image_callbacks_name_their_config_key() -> None:
         Reconstructions(every_n_epochs=0)
     with pytest.raises(VaeLabError, match=r"^callbacks.latent_manifold.grid_size=0 is not allowed"):
         LatentManifold(grid_size=0)
+
+
+def test_a_rule_applies_inside_an_optional_and_other_annotation_metadata_is_left_alone() -> None:
+    def user_model(width: Annotated[int, positive(8)] | None = None, tag: Annotated[str, "free text"] = "a") -> None:
+        pass
+
+    check_arguments(user_model, {"width": None, "tag": "b"}, "model")  # null allowed; a str's own metadata ignored
+    with pytest.raises(VaeLabError) as error:
+        check_arguments(user_model, {"width": 0}, "model")
+    assert str(error.value) == "model.width=0 is not allowed; use null or a positive integer like 8."
+    with pytest.raises(VaeLabError) as error:
+        check_arguments(user_model, {"tag": 3}, "model")
+    assert str(error.value) == "model.tag=3 is not allowed; use a string."
 
 
 def test_lightning_values_that_are_allowed_pass() -> None:

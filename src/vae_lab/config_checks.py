@@ -110,7 +110,8 @@ def describe(hint: Any) -> str:
     """What a type annotation allows, in words: `null or a positive integer`, `one of static, dynamic`."""
     origin, args = get_origin(hint), get_args(hint)
     if origin is Annotated:
-        return args[1].allowed
+        rule = rule_of(hint)
+        return rule.allowed if rule else describe(args[0])
     if origin in (Union, types.UnionType):
         others = [arg for arg in args if arg is not type(None)]
         words = " or ".join(describe(arg) for arg in others)
@@ -123,9 +124,18 @@ def describe(hint: Any) -> str:
     return names.get(hint) or getattr(hint, "__name__", str(hint))
 
 
+def rule_of(hint: Any) -> Rule | None:
+    """The `Rule` of `Annotated[T, rule]`, also as `Annotated[T, rule] | None`; other metadata is not ours: None."""
+    if get_origin(hint) is Annotated:
+        return next((arg for arg in get_args(hint)[1:] if isinstance(arg, Rule)), None)
+    if get_origin(hint) in (Union, types.UnionType):
+        return next((rule for arg in get_args(hint) if (rule := rule_of(arg)) is not None), None)
+    return None
+
+
 def check_value(key: str, hint: Any, value: object) -> None:
     """Raise `ConfigError` in one sentence if `value` (set as `key`) breaks the type or rule of `hint`."""
-    rule = get_args(hint)[1] if get_origin(hint) is Annotated else None
+    rule = rule_of(hint)
     if not type_accepts(hint, value) or (rule is not None and value is not None and not rule.accepts(value)):
         plain = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
         raise ConfigError(f"{key}={plain!r} is not allowed; use {describe(hint)}.")

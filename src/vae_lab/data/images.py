@@ -56,7 +56,7 @@ def to_nchw(array: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
         raise VaeLabError(f"{where} holds images of shape {shape} with no axis of 1, 3 or 4 channels; use (N, H, W), "
                           "(N, H, W, C) or (N, C, H, W) with C = 1, 3 or 4.")
     if last:
-        return np.ascontiguousarray(array.transpose(0, 3, 1, 2)), "(N, H, W, C) arrays read as (N, C, H, W)"
+        return np.ascontiguousarray(array.transpose(0, 3, 1, 2)), "channels last, NHWC"
     return array, None
 
 
@@ -144,7 +144,8 @@ class ImageFiles(ImageData):
         return self._arrays
 
     def _wanted_channels(self, found: set[int]) -> int:
-        return self.hparams.channels if self.hparams.channels != "auto" else max(min(found, 3), 1)
+        """data.channels, or with `auto` what the files hold: grey if every image is, else RGB."""
+        return self.hparams.channels if self.hparams.channels != "auto" else (3 if max(found) > 1 else 1)
 
     def _convert(self, *images: np.ndarray) -> list[np.ndarray]:
         channels = self._wanted_channels({min(array.shape[1], 3) for array in images})
@@ -171,6 +172,8 @@ class ImageFiles(ImageData):
 
     def _read_npz(self) -> Arrays:
         where = f"data.path={self.path}"
+        if not zipfile.is_zipfile(self.path):  # numpy would blame "pickled data" for any other bytes
+            raise VaeLabError(f"{where} is not a readable .npz file (not a zip archive); save it with numpy.savez.")
         try:
             with np.load(self.path, allow_pickle=False) as npz:
                 names = list(npz.files)

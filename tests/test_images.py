@@ -183,3 +183,22 @@ def test_bad_settings_exit_2_with_one_error_line_naming_the_key(tmp_path: Path, 
 def test_a_missing_path_is_a_config_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=rf"^data.path={tmp_path / 'nowhere.npz'} is not a folder of .png files"):
         ImageFiles(path=str(tmp_path / "nowhere.npz"))
+
+
+def test_a_16_bit_png_is_refused_naming_it(tmp_path: Path) -> None:
+    folder = png_folder(tmp_path / "pngs", pixels(2, (6, 6)))
+    Image.fromarray(np.full((6, 6), 40_000, np.uint16)).save(folder / "deep.png")
+    with pytest.raises(VaeLabError, match=rf"^{folder / 'deep.png'} holds I;16\w* pixels \(not 8-bit"):
+        ImageFiles(path=str(folder), test_size=1).image_shape  # noqa: B018
+
+
+def test_the_images_config_keeps_values_and_channels_by_default(tmp_path: Path) -> None:
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    np.savez(tmp_path / "rgb.npz", images=pixels(30, (10, 10, 3)))
+    cfg = compose_config("train", ["data=images", f"data.path={tmp_path / 'rgb.npz'}", "data.test_size=5"],
+                         tmp_path / "run")
+    dm = instantiate(cfg.data)
+    assert (dm.hparams.binarize, dm.hparams.channels, dm.image_shape) == ("none", "auto", (3, 10, 10))

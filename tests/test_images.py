@@ -49,6 +49,9 @@ def test_grey_stays_grey_and_binarizes_only_when_asked(tmp_path: Path) -> None:
     binary = all_images(ImageFiles(path=str(folder), test_size=1, binarize="static"))
     assert set(torch.unique(binary).tolist()) == {0.0, 1.0}
     assert torch.equal(binary, (kept > 0.5).float())
+    Image.fromarray(grey[0]).convert("P").save(folder / "palette_of_greys.png")
+    assert ImageFiles(path=str(folder), test_size=1).image_shape == (1, 16, 16)
+    (folder / "palette_of_greys.png").unlink()
     as_rgb = all_images(ImageFiles(path=str(folder), test_size=1, channels=3))
     assert as_rgb.shape == (5, 3, 16, 16) and torch.equal(as_rgb, kept.expand(-1, 3, -1, -1))
 
@@ -73,7 +76,7 @@ def test_a_folder_mixing_grey_and_colour_is_read_as_rgb(tmp_path: Path) -> None:
     dm = ImageFiles(path=str(folder), test_size=1)
     assert dm.image_shape == (3, 4, 4)
     dm.setup("fit")
-    assert dm.provenance["converted"] == ["grey repeated into RGB in some files"]
+    assert dm.provenance["converted"] == ["alpha channel dropped", "grey repeated into RGB in some files"]
 
 
 def test_nhwc_and_nchw_npz_files_load_to_the_same_images(tmp_path: Path) -> None:

@@ -158,7 +158,9 @@ class ImageFiles(ImageData):
         files = sorted(file for file in self.path.rglob("*") if file.suffix.lower() == ".png" and file.is_file())
         if not files:
             raise ConfigError(f"data.path={self.path} holds no .png files; use {FORMATS}.")
-        images = [read_png(file) for file in files]
+        images, alphas = zip(*(read_png(file) for file in files), strict=True)
+        if any(alphas):
+            self.notes.append("alpha channel dropped")
         shapes = sorted({image.shape[1:] for image in images})
         if len(shapes) > 1:
             raise VaeLabError(f"data.path={self.path} holds images of {len(shapes)} sizes ({shapes[:3]}, height x "
@@ -223,8 +225,9 @@ def first_line(error: BaseException) -> str:
     return (str(error).splitlines() or [type(error).__name__])[0]
 
 
-def read_png(file: Path) -> np.ndarray:
-    """One PNG as uint8 (1, H, W) if its pixels are grey, (3, H, W) if colour; a damaged file named in one sentence."""
+def read_png(file: Path) -> tuple[np.ndarray, bool]:
+    """One PNG as uint8 (1, H, W) if its pixels are grey (a palette of greys included), (3, H, W) if colour, and
+    whether an alpha channel was dropped; a damaged file named in one sentence."""
     from PIL import Image
 
     try:
@@ -234,7 +237,10 @@ def read_png(file: Path) -> np.ndarray:
             if mode is None:
                 raise VaeLabError(f"{file} holds {image.mode} pixels (not 8-bit grey or colour); save it as an 8-bit "
                                   "grey or RGB PNG.")
+            alpha = "A" in image.getbands()
             pixels = np.asarray(image.convert(mode))
+            if image.mode in ("P", "PA") and (pixels == pixels[..., :1]).all():
+                pixels = pixels[..., 0]
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise VaeLabError(f"{file} is not a readable PNG image ({first_line(error)}); delete or replace it.") from error
-    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), alpha

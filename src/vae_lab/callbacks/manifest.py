@@ -2,8 +2,9 @@
 
 Records the resolved config, the vae_lab version and git commit (with a dirty flag), the Python / torch /
 Lightning / Hydra versions, the device and world size, the kernels `callbacks.runtime` picked for this machine
-(`runtime`), the MD5 of every MNIST file read and of the binarized test images. A resumed run keeps the first
-record and appends one entry per resume to `resumes`.
+(`runtime`), the MD5 of every MNIST file read and of the binarized test images, and the datamodule's `provenance`
+(`data`: the images' source, sha256 and treatment). A resumed run keeps the first record and appends one entry per
+resume to `resumes`.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class RunManifest(L.Callback):
         }
         if hasattr(trainer.datamodule, "test_set_md5"):  # the binarized test images: equal for comparable runs
             record["test_set_md5"] = trainer.datamodule.test_set_md5()
+        provenance = getattr(trainer.datamodule, "provenance", None)
+        if provenance is not None:  # the images' source, sha256 and what was done to them (data/datamodule.py)
+            record["data"] = provenance
         path = self.run_dir / MANIFEST
         first = json.loads(path.read_text()) if trainer.ckpt_path is not None and path.is_file() else None
         manifest = {**first, "resumes": [*first.get("resumes", []), record]} if first else record

@@ -45,17 +45,6 @@ def switched_off(callback: object, trainer_cfg: DictConfig) -> bool:
         isinstance(callback, ModelSummary) and trainer_cfg.get("enable_model_summary") is False)
 
 
-def check_image_shape(model: object, datamodule: object) -> None:
-    """Refuse data whose images the model cannot take, in one sentence, before training starts."""
-    wanted, found = tuple(model.image_shape), tuple(datamodule.image_shape)
-    if wanted != found:
-        raise VaeLabError(
-            f"the data's images are {'x'.join(map(str, found))} (channels x height x width) but "
-            f"{type(model).__name__} takes {'x'.join(map(str, wanted))}; use model=mlp_vae with "
-            f"model.image_shape=[{','.join(map(str, found))}], or images of that size."
-        )
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats.
 
@@ -75,7 +64,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
-    check_image_shape(model, datamodule)
+    model.check_data(datamodule)  # the images' shape and values suit the model and its likelihood
     callbacks = [callback for callback in instantiate_group(cfg.get("callbacks"), "callbacks")
                  if not switched_off(callback, cfg.trainer)]
     loggers = instantiate_group(cfg.get("logger"), "logger")

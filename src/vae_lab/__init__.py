@@ -1,8 +1,4 @@
-"""vae_lab: train, sweep, watch and evaluate variational autoencoders on images.
-
-Kept import-light on purpose: `python -m vae_lab.train --help` must not pay for torch or Lightning.
-"""
-
+"""vae_lab: train, sweep, watch and evaluate variational autoencoders on images (import-light: no torch here)."""
 from pathlib import Path
 
 __version__ = "0.1.0"

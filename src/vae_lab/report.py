@@ -1,7 +1,7 @@
 """`python -m vae_lab.report FOLDER...`: one table and one figure that compare runs, a sweep's jobs, or several sweeps.
 
 Each FOLDER is a run (`outputs/<date>/<time>`), a sweep (`multirun/<date>/<time>`), or a folder of either, as
-many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into their common parent; or `--out`)
+many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into `--out DIR`, which they then need)
 `report.csv` and `report.md` (a row per job, best first, then the failed and unfinished ones with their error),
 `report.png` (final metric against each swept value; curves per epoch from TensorBoard events or the CSV log) and,
 when `model.beta` or `model.latent_dim` is swept, `rate_distortion.png` (Alemi et al., 2018). When `seed` is swept,
@@ -15,7 +15,6 @@ import argparse
 import csv
 import io
 import math
-import os
 import statistics
 import sys
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from omegaconf import OmegaConf
 
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
-from vae_lab.errors import VaeLabError, print_error
+from vae_lab.errors import ConfigError, VaeLabError, print_error
 from vae_lab.sweep_outcome import (
     COMPLETED,
     METRIC,
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
                         help="runs or sweeps, e.g. multirun/2026-01-31/12-00-00-123456 or outputs/2026-01-31/*")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to write the report (default: the folder, or the folders' common parent)")
+                        help="where to write the report (default: the one FOLDER; needed with several)")
     parser.add_argument("--metric", default=METRIC,
                         help=f"the metric to sort and plot by, best first (default: {METRIC})")
     parser.add_argument("--columns", default=None, metavar="NAME,NAME",
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_report(args.folders, args.out, args.metric, args.columns.split(",") if args.columns else None)
     except VaeLabError as error:
         print_error(error)
-        return 1
+        return error.exit_code
     print("\n".join(str(path) for path in written))
     return 0
 
@@ -93,7 +92,10 @@ def write_report(folders: list[Path], out_dir: Path | None = None, metric: str =
     if unknown:
         raise VaeLabError(f"--columns {','.join(unknown)}: no job recorded {'it' if len(unknown) == 1 else 'them'}; "
                           f"use names from {', '.join(recorded)}.")
-    out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
+    if out_dir is None and len(folders) > 1:  # their common parent may hold a file of the user's own named report.md
+        raise ConfigError(f"{len(folders)} folders make one report, which needs a folder of its own; add --out DIR "
+                          "(created if missing).")
+    out_dir = Path(out_dir or folders[0])
     check_writable(out_dir)  # one sentence for a read-only or full folder, before reading every job
     keys = swept_keys(jobs)
     seeded = SEED in keys
@@ -115,7 +117,7 @@ def write_report(folders: list[Path], out_dir: Path | None = None, metric: str =
                 f"{', '.join(f'`{key}`' for key in group_keys) or 'the other keys'}, each over seeds {seeds}: mean ± "
                 "sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
                 f"where it differs). Sorted by mean `{metric}`")
-    title = f"`{folders[0]}`" if len(folders) == 1 else f"{len(folders)} folders under `{out_dir}`"
+    title = ", ".join(f"`{folder}`" for folder in folders)  # what was reported on, not where it was written
     lines = [f"# Sweep report: {title}", "", f"{sweep_counts(jobs)}. {what}, {order}.", ""]
     mean, sd, n = stats(best_first[0], metric)
     if n:

@@ -16,7 +16,7 @@ from vae_lab.train import train
 
 
 def test_lr_1e6_stops_with_one_sentence_and_saves_batch_and_weights(make_train_cfg) -> None:
-    cfg = make_train_cfg("model.lr=1e6", "callbacks=nan_guard", "logger=none")
+    cfg = make_train_cfg("model.lr=1e6", "callbacks/each=[nan_guard]", "logger=none")
     run_dir = Path(cfg.paths.output_dir)
     with pytest.raises(NonFiniteTrainingError) as caught:
         train(cfg)

@@ -23,7 +23,7 @@ from vae_lab.report import lower_is_better
 from vae_lab.report import main as report_main
 from vae_lab.sweep_outcome import JobResult, find_jobs, write_result
 
-TINY = [*(override for override in SWEEP_TINY if not override.startswith("callbacks=")), "callbacks=none"]
+TINY = [*(override for override in SWEEP_TINY if not override.startswith("callbacks/each=")), "callbacks=none"]
 METRICS = ("val/elbo", "train/elbo", "val/kl", "val/recon")
 
 

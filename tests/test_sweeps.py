@@ -31,7 +31,7 @@ TINY = [
     "++trainer.enable_progress_bar=false",
     "++trainer.enable_model_summary=false",
     "data.eval_batch_size=100",
-    "callbacks=[model_checkpoint,hparams]",  # checkpoints and hparams, without the image callbacks' cost
+    "callbacks/each=[model_checkpoint,hparams]",  # checkpoints and hparams, without the image callbacks' cost
 ]
 SWEEP_DIR_PATTERN = re.compile(r"multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$")
 
@@ -167,7 +167,7 @@ def test_a_failing_job_is_reported_and_leaves_the_others_untouched(
     sweep_dir = tmp_path / "sweep"
     done = run_cli(
         "vae_lab.train",
-        ["-m", "model.lr=1e6,1e-4", "model.latent_dim=2", *TINY, "callbacks=[model_checkpoint,nan_guard,hparams]",
+        ["-m", "model.lr=1e6,1e-4", "model.latent_dim=2", *TINY, "callbacks/each=[model_checkpoint,nan_guard,hparams]",
          f"paths.data_dir={mnist_data_dir}", f"hydra.sweep.dir={sweep_dir}"],
     )
     assert done.returncode == 1

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import compose_config
 from vae_lab.errors import USAGE_EXIT, ConfigError
 from vae_lab.preflight import HEADROOM, check_memory, usable_cpus
 from vae_lab.train import train
@@ -33,7 +32,8 @@ from vae_lab.train import train
 )
 def test_a_bad_value_is_one_config_error_naming_its_key(override: str, named: str, make_train_cfg) -> None:
     with pytest.raises(ConfigError) as refused:
-        train(make_train_cfg(override, "logger=none", *([] if override.startswith("callbacks") else ["callbacks=none"])))
+        callbacks = [] if override.startswith("callbacks") else ["callbacks=none"]
+        train(make_train_cfg(override, "logger=none", *callbacks))
     message = str(refused.value)
     assert message.startswith(named) and "\n" not in message
     assert (override.split("=", 1)[1] if named != "model: " else "latnt_dim") in message  # the bad value itself
@@ -76,9 +76,9 @@ def test_a_size_that_fits_only_without_headroom_is_refused(make_train_cfg) -> No
 
 
 def test_threads_must_be_null_or_within_the_cores(make_train_cfg) -> None:
-    from vae_lab.preflight import set_threads
-
     import torch
+
+    from vae_lab.preflight import set_threads
 
     threads = torch.get_num_threads()
     set_threads(None)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.atomic_files import atomic_write_text, check_writable
@@ -93,11 +94,16 @@ def refuse(folder: Path, key: str, kind: str, taken: bool) -> None:
 
 def resumed_config(cfg: DictConfig) -> DictConfig:
     """The job `resume=<run dir or checkpoint>` asks for: the run's saved config, the values this command sets, and
-    `ckpt_path` at the checkpoint; `trainer.max_epochs` is the latest start's unless this command sets it."""
+    `ckpt_path` at the checkpoint; `trainer.max_epochs` is the latest start's unless this command sets it.
+    `resume=<sweep dir>` starts the sweep again instead (`resume_sweep`: this process ends)."""
     from vae_lab.callbacks.manifest import MANIFEST
     from vae_lab.checkpoints import epochs_done, read_checkpoint_dict
 
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ConfigError(f"resume={cfg.resume} continues a run or a sweep by itself; drop -m.")
     target = Path(cfg.resume).expanduser().resolve()
+    if (target / SWEEP_RECORD).is_file():
+        resume_sweep(cfg)
     folder = Path(run_dir(str(target), ""))
     checkpoint = target if target.suffix == ".ckpt" else folder / CHECKPOINT
     if not (folder / SAVED_CONFIG).is_file():
@@ -130,10 +136,13 @@ def resume_sweep(cfg: DictConfig) -> None:
     """`resume=<sweep dir>`: run the sweep's recorded command line again, into its folder (this process ends)."""
     folder = Path(cfg.resume).expanduser().resolve()
     hydra = OmegaConf.load(folder / SWEEP_RECORD).hydra
+    if "optuna" in str(hydra.sweeper.get("_target_", "")).lower():
+        raise ConfigError(f"resume={cfg.resume} is an Optuna search, which cannot be resumed (its sweeper would number "
+                          "new trials from 0, into the old trials' folders); start the search again.")
     extra = [arg for arg in HydraConfig.get().overrides.task if not arg.startswith("resume=")]
-    if extra or "optuna" in str(hydra.sweeper.get("_target_", "")).lower():
-        raise ConfigError(f"resume={cfg.resume} continues a sweep of Hydra's basic sweeper with its own overrides "
-                          f"only (not {' '.join(extra) or 'an Optuna search'}); start a new sweep instead.")
+    if extra:
+        raise ConfigError(f"resume={cfg.resume} continues the sweep with its own overrides only (not "
+                          f"{' '.join(extra)}); start a new sweep to change them.")
     renewed = ("hydra.sweep.dir", "hydra.callbacks.one_run_per_folder.resume", "hydra.mode")
     kept = [arg for arg in hydra.overrides.hydra if arg.split("=", 1)[0].lstrip("+~") not in renewed]
     os.execv(sys.executable, [sys.executable, "-m", "vae_lab.train", "--multirun", *kept, *hydra.overrides.task,

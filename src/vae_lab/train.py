@@ -17,7 +17,7 @@ from vae_lab import CONFIG_DIR
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
 from vae_lab.preflight import check_memory, set_threads
-from vae_lab.resume import SWEEP_RECORD, continue_job, resume_sweep, resumed_config
+from vae_lab.resume import continue_job, resumed_config
 
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
@@ -112,9 +112,7 @@ def main(cfg: DictConfig) -> float | None:
 
     log_lightning_once()
     quiet_third_party_warnings()
-    if cfg.get("resume") and (Path(cfg.resume).expanduser() / SWEEP_RECORD).is_file():
-        exit_on_user_error(resume_sweep, cfg)
-    elif cfg.get("resume"):  # refused before the run's own result.json could be overwritten
+    if cfg.get("resume"):  # refused before the run's own result.json could be overwritten
         cfg = exit_on_user_error(resumed_config, cfg)
     # A resumed sweep's job: its recorded metrics if it completed, else it continues its own last.ckpt.
     metrics = continue_job(cfg) if in_sweep() else None

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from vae_lab import CONFIG_DIR
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
-from vae_lab.preflight import check_memory, set_threads
+from vae_lab.preflight import check_device, check_memory, set_threads
 from vae_lab.resume import continue_job, resumed_config
 
 MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
@@ -67,6 +67,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"test_after_fit={test_after_fit!r} is not allowed; use auto, true or false.")
     set_threads(cfg.get("threads"))  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
     check_memory(cfg)  # a size the kernel would kill the process for
+    check_device("trainer.accelerator", str(cfg.trainer.get("accelerator", "auto")))  # a sentence, not Lightning's
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")

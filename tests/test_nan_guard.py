@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from vae_lab.callbacks.nan_guard import NanGuard, NonFiniteTrainingError
+from vae_lab.errors import VaeLabError
 from vae_lab.models.cvae import CVAE
 from vae_lab.models.vae import LOGVAR_MAX, LOGVAR_MIN
 from vae_lab.train import train
@@ -74,3 +75,15 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_caught(tmp_path: Path) -> N
                        r"gradient is not finite \(loss=0.0\)"):
         trainer.fit(InfiniteGradient())
     assert (tmp_path / "nan_batch.pt").is_file() and (tmp_path / "checkpoints" / "last_good.ckpt").is_file()
+
+
+def test_an_exploding_but_finite_loss_stops_the_run(make_train_cfg) -> None:
+    # model.lr=1e9 used to complete with val/elbo -4.7e22 and no word: finite, so no NaN check fired.
+    cfg = make_train_cfg("model=mlp_vae", "model.lr=1e9", "callbacks=none", "logger=none",
+                         "+callbacks.nan_guard._target_=vae_lab.callbacks.nan_guard.NanGuard")
+    with pytest.raises(NonFiniteTrainingError, match=r"callbacks\.nan_guard\.max_loss=1e\+06"):
+        train(cfg)
+    assert (Path(cfg.paths.output_dir) / "nan_batch.pt").is_file()
+    NanGuard(max_loss=None)  # no limit
+    with pytest.raises(VaeLabError, match=r"^callbacks.nan_guard.max_loss=0 is not allowed"):
+        NanGuard(max_loss=0)

@@ -19,9 +19,9 @@ from omegaconf import OmegaConf
 
 from tests.test_sweeps import TINY as SWEEP_TINY
 from tests.test_sweeps import read_csv, run_cli
-from vae_lab.report import lower_is_better
+from vae_lab.report import find_jobs, lower_is_better
 from vae_lab.report import main as report_main
-from vae_lab.sweep_outcome import JobResult, find_jobs, write_result
+from vae_lab.sweep_outcome import JobResult, write_result
 
 TINY = [*(override for override in SWEEP_TINY if not override.startswith("callbacks/each=")), "callbacks=none"]
 METRICS = ("val/elbo", "train/elbo", "val/kl", "val/recon")

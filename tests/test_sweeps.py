@@ -243,7 +243,7 @@ def test_a_sweep_plugin_that_is_not_installed_names_the_extra(preset, plugin, tm
 
 
 def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -> None:
-    from vae_lab.sweep_outcome import SweepJob, parse_overrides, swept_keys
+    from vae_lab.report import SweepJob, parse_overrides, swept_keys
 
     def job(num: int, *overrides: str) -> SweepJob:
         return SweepJob(str(num), tmp_path / str(num), parse_overrides(list(overrides)), None, num)

@@ -2,7 +2,7 @@
 
 The resolved config, the vae_lab version and git commit (with a dirty flag), the Python / torch / Lightning / Hydra
 versions, the device, the kernels `callbacks.runtime` picked, the MD5 of every MNIST file read and of the binarized
-test images. A resumed run keeps the first record and appends one entry per resume to `resumes`.
+test images, and the datamodule's `provenance` (`data`). A resumed run appends one entry per resume to `resumes`.
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ class RunManifest(L.Callback):
         }
         if hasattr(trainer.datamodule, "test_set_md5"):  # the binarized test images: equal for comparable runs
             record["test_set_md5"] = trainer.datamodule.test_set_md5()
+        if getattr(trainer.datamodule, "provenance", None) is not None:  # source, sha256, treatment
+            record["data"] = trainer.datamodule.provenance
         path = self.run_dir / MANIFEST
         first = json.loads(path.read_text()) if trainer.ckpt_path is not None and path.is_file() else None
         manifest = {**first, "resumes": [*first.get("resumes", []), record]} if first else record

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Any
 
-from vae_lab.config_checks import Rule
-from vae_lab.models.vae import VAE, Beta, KlEstimator, LatentDim, LearningRate, Objective, Samples
+from vae_lab.errors import ConfigError
+from vae_lab.models.vae import VAE
 from vae_lab.networks.mlp import MLPDecoder, MLPEncoder
-
-IMAGE_SHAPE = Rule(lambda v: len(v) == 3 and all(side >= 1 for side in v),
-                   "[channels, height, width] of the images, like [1, 28, 28]")
 
 
 class MLPVAE(VAE):
-    def __init__(
-        self,
-        latent_dim: LatentDim = 50,
-        lr: LearningRate = 1e-3,
-        objective: Objective = "elbo",
-        k: Samples = 1,
-        beta: Beta = 1.0,
-        kl: KlEstimator = "mc",
-        hidden: Annotated[int, Rule(lambda v: v >= 1, "a positive integer like 200")] = 200,
-        image_shape: Annotated[list[int], IMAGE_SHAPE] = (1, 28, 28),
-    ) -> None:
-        super().__init__(latent_dim, lr, objective, k, beta, kl)
-        self.encoder = MLPEncoder(tuple(image_shape), latent_dim, hidden)
-        self.decoder = MLPDecoder(tuple(image_shape), latent_dim, hidden)
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.hparams.image_shape)
+    def __init__(self, hidden: int = 200, **common: Any) -> None:
+        """`hidden`: units in each of the two tanh layers; `common`: the `VAE` arguments."""
+        super().__init__(**common)
+        if not (isinstance(hidden, int) and hidden >= 1):
+            raise ConfigError(f"model.hidden={hidden} is not a number of units; use a positive integer like 200.")
+        self.encoder = MLPEncoder(self.image_shape, self.posterior.num_inputs, hidden)
+        self.decoder = MLPDecoder(self.image_shape, self.latent_dim, hidden,
+                                  self.image_shape[0] * self.likelihood.num_params)

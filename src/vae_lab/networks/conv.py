@@ -1,7 +1,9 @@
-"""The tutorial's convolutional encoder and decoder, in pure torch (no Lightning).
+"""The tutorial's convolutional encoder and decoder, in pure torch (no Lightning), for any channels and size.
 
 Shapes follow the Keras layers of the TensorFlow "Convolutional Variational Autoencoder" tutorial:
-encoder 28 -> 13 -> 6 ("valid" stride-2 convs), decoder 7 -> 14 -> 28 ("same" stride-2 transposed convs).
+encoder 28 -> 13 -> 6 ("valid" stride-2 convs), decoder 7 -> 14 -> 28 ("same" stride-2 transposed convs); a 3 x 32
+x 32 image goes 32 -> 15 -> 7 and 8 -> 16 -> 32. The decoder's last layer has one output per likelihood parameter
+and image channel.
 """
 
 from __future__ import annotations
@@ -100,49 +102,59 @@ def phase_transposed_conv_relu(h: Tensor, weight: Tensor, bias: Tensor) -> Tenso
     return _PhaseTransposedConvReLU.apply(h.contiguous(memory_format=torch.channels_last), weight, bias)
 
 
-class Encoder(nn.Module):
-    """x (B, 1, 28, 28) -> mean, log-variance (B, latent_dim) of q(z|x)."""
+def _valid_stride2(side: int) -> int:
+    return (side - 3) // 2 + 1  # a 3x3 "valid" convolution with stride 2
 
-    def __init__(self, latent_dim: int) -> None:
+
+class Encoder(nn.Module):
+    """x (B, C, H, W) -> `out_features` features for q(z|x) (the tutorial's: C = 1, 28 x 28, 2 * latent_dim)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], out_features: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, stride=2)  # 28 -> 13
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=2)  # 13 -> 6
-        self.dense = nn.Linear(64 * 6 * 6, 2 * latent_dim)
+        channels, height, width = image_shape
+        self.conv1 = nn.Conv2d(channels, 32, kernel_size=3, stride=2)  # 28 -> 13 (32 -> 15)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3, stride=2)  # 13 -> 6 (15 -> 7)
+        self.dense = nn.Linear(64 * _valid_stride2(_valid_stride2(height)) * _valid_stride2(_valid_stride2(width)),
+                               out_features)
         self.apply(_keras_init)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> Tensor:
         h = torch.relu(self.conv1(x))
         h = torch.relu(self.conv2(h))
-        mean, logvar = self.dense(h.flatten(1)).chunk(2, dim=1)
-        return mean, logvar
+        return self.dense(h.flatten(1))
 
 
 class Decoder(nn.Module):
-    """z (B, latent_dim) -> Bernoulli logits (B, 1, 28, 28) of p(x|z)."""
+    """z (B, latent_dim) -> likelihood parameters (B, out_channels, H, W) of p(x|z); H and W multiples of 4."""
 
     # How the stride-2 layers run, not what they compute (set by callbacks.runtime's measured choice, never saved):
     # "onednn" (torch's transposed convolutions) or "gemm" (`phase_transposed_conv_relu`).
     stride2: str = "onednn"
 
-    def __init__(self, latent_dim: int) -> None:
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], out_channels: int) -> None:
         super().__init__()
-        self.dense = nn.Linear(latent_dim, 7 * 7 * 32)
+        _, height, width = image_shape
+        if height % 4 or width % 4:
+            raise ValueError(f"the conv decoder doubles its size twice, so images must be multiples of 4 in height "
+                             f"and width, not {height}x{width}")
+        self.start = (height // 4, width // 4)  # 7 x 7 for MNIST, 8 x 8 for CIFAR-10
+        self.dense = nn.Linear(latent_dim, 32 * self.start[0] * self.start[1])
         # Keras "same" with stride 2 pads the forward conv only at the bottom/right (total padding 1), so its
         # transpose keeps the first 2n rows/columns of the full (2n + 1) output. torch pads symmetrically; one zero
         # row/column before the input shifts the full output by 2, and padding=2, output_padding=1 then keep exactly
         # rows/columns 0 .. 2n - 1: no crop (and no copy) of the 4x larger output.
         self.deconv1 = nn.ConvTranspose2d(32, 64, kernel_size=3, stride=2, padding=2, output_padding=1)  # 7 -> 14
         self.deconv2 = nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=2, output_padding=1)  # 14 -> 28
-        self.deconv3 = nn.ConvTranspose2d(32, 1, kernel_size=3, stride=1, padding=1)  # 28 -> 28
+        self.deconv3 = nn.ConvTranspose2d(32, out_channels, kernel_size=3, stride=1, padding=1)  # 28 -> 28
         self.apply(_keras_init)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = torch.relu(self.dense(z)).view(-1, 32, 7, 7)
+        h = torch.relu(self.dense(z)).view(-1, 32, *self.start)
         for deconv in (self.deconv1, self.deconv2):
-            if self.stride2 == "gemm":
+            if self.stride2 == "gemm" and h.shape[-1] == h.shape[-2]:
                 h = phase_transposed_conv_relu(h, deconv.weight, deconv.bias)
             else:
                 h = torch.relu(deconv(F.pad(h, PAD_BEFORE)))
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or self.deconv3.out_channels != 1:
             return self.deconv3(h)  # training: oneDNN's backward made whole steps faster than the GEMM's (README)
         return one_channel_transposed_conv(h, self.deconv3.weight, self.deconv3.bias)

@@ -1,7 +1,7 @@
 """The fully connected VAE of Kingma & Welling (2014), in the configuration Burda et al. (2016) train on MNIST.
 
-Encoder: D -> 200 -> 200 (tanh) -> mean and log-variance of `latent_dim` Gaussians; decoder: latent_dim -> 200 ->
-200 (tanh) -> D Bernoulli logits, with D the number of pixels (784 for 1 x 28 x 28).
+Encoder: D -> 200 -> 200 (tanh) -> the posterior's features (mean and log-variance of `latent_dim` Gaussians);
+decoder: latent_dim -> 200 -> 200 (tanh) -> the likelihood's parameters of D pixels (784 for 1 x 28 x 28).
 """
 
 from __future__ import annotations
@@ -21,24 +21,25 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """x (B, *image_shape) -> mean, log-variance (B, latent_dim) of q(z|x)."""
+    """x (B, *image_shape) -> `out_features` features for q(z|x)."""
 
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, hidden: int = 200) -> None:
+    def __init__(self, image_shape: tuple[int, ...], out_features: int, hidden: int = 200) -> None:
         super().__init__()
-        self.net = _mlp([math.prod(image_shape), hidden, hidden, 2 * latent_dim])
+        self.net = _mlp([math.prod(image_shape), hidden, hidden, out_features])
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        mean, logvar = self.net(x.flatten(1)).chunk(2, dim=1)
-        return mean, logvar
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
 
 
 class MLPDecoder(nn.Module):
-    """z (B, latent_dim) -> Bernoulli logits (B, *image_shape) of p(x|z)."""
+    """z (B, latent_dim) -> likelihood parameters (B, out_channels, H, W) of p(x|z)."""
 
-    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, hidden: int = 200) -> None:
+    def __init__(self, image_shape: tuple[int, ...], latent_dim: int, hidden: int = 200,
+                 out_channels: int | None = None) -> None:
         super().__init__()
-        self.image_shape = tuple(image_shape)
-        self.net = _mlp([latent_dim, hidden, hidden, math.prod(image_shape)])
+        channels, height, width = image_shape
+        self.out_shape = (out_channels or channels, height, width)
+        self.net = _mlp([latent_dim, hidden, hidden, math.prod(self.out_shape)])
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z).view(-1, *self.image_shape)
+        return self.net(z).view(-1, *self.out_shape)

@@ -56,7 +56,7 @@ def test_compile_option_keeps_parameter_names() -> None:
          "callbacks.runtime.compile='fast' is not allowed; use null or one of default"),
         ("callbacks.runtime.channels_last=maybe",
          "callbacks.runtime.channels_last='maybe' is not allowed; use true or false"),
-        ("data.data_device=gpu0", "data.data_device='gpu0' is not allowed; use auto"),
+        ("data.data_device=gpu0", "data.data_device=gpu0 is not allowed; use auto"),
     ],
 )
 def test_bad_speed_options_fail_in_one_sentence(override: str, message: str, tmp_path: Path) -> None:

@@ -18,10 +18,10 @@ from vae_lab.train import train
     ("override", "named"),
     [
         ("model.latent_dim=0", "model.latent_dim=0"),
-        ("model.latent_dim=abc", "model.latent_dim='abc'"),
+        ("model.latent_dim=abc", "model.latent_dim="),
         ("data.batch_size=-5", "data.batch_size=-5"),
-        ("data.binarize=maybe", "data.binarize='maybe'"),
-        ("callbacks.gif.pacing=foo", "callbacks.gif.pacing='foo'"),
+        ("data.binarize=maybe", "data.binarize="),
+        ("callbacks.gif.pacing=foo", "callbacks.gif.pacing="),
         ("trainer.precision=foo", "trainer: "),  # Lightning's own sentence: names 'foo' and the allowed values
         ("trainer.max_epochs=-2", "trainer: "),
         ("+model.latnt_dim=2", "model: "),  # a key the constructor does not take

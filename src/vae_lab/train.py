@@ -45,17 +45,6 @@ def instantiate_group(group_cfg: DictConfig | None, group: str) -> list:
             if entry and "_target_" in entry]
 
 
-def check_image_shape(model: object, datamodule: object) -> None:
-    """Refuse data whose images the model cannot take, in one sentence, before training starts."""
-    wanted, found = tuple(model.image_shape), tuple(datamodule.image_shape)
-    if wanted != found:
-        raise ConfigError(
-            f"the data's images are {'x'.join(map(str, found))} (channels x height x width) but "
-            f"{type(model).__name__} takes {'x'.join(map(str, wanted))}; use model=mlp_vae with "
-            f"model.image_shape=[{','.join(map(str, found))}], or images of that size."
-        )
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
     import lightning as L
@@ -71,7 +60,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
-    check_image_shape(model, datamodule)
+    model.check_data(datamodule)  # the data's shape and values suit the model and its likelihood
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     # Without a ModelCheckpoint (callbacks=none) there are no checkpoints: Lightning would otherwise add its own, in a

@@ -49,7 +49,7 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path: Path) -> None:
     done = run_cli(tmp_path, "model.latent_dim=abc", f"hydra.run.dir={tmp_path / 'run'}")
     assert done.returncode == USAGE_EXIT
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [done.stderr.strip()]
-    assert done.stderr.startswith("error: model.latent_dim='abc'")
+    assert done.stderr.startswith("error: model.latent_dim=abc")
     assert '"status": "failed"' in (tmp_path / "run" / "result.json").read_text()  # a run that failed at once
 
 

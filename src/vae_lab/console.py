@@ -1,6 +1,5 @@
 """What the entry points print beyond Hydra's job logging (conf/hydra/job_logging/vae_lab.yaml): Lightning's lines
-once and without its advertisement, above the progress bar, and `print_end_block`, the last lines of every command.
-"""
+once and without its advertisement, and `print_end_block`, the last lines of every command."""
 
 from __future__ import annotations
 
@@ -17,19 +16,6 @@ class DropAdvertisements(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "litlogger" not in record.getMessage()
-
-
-class BarSafeHandler(logging.StreamHandler):
-    """The terminal's log handler: writes through tqdm, which lifts a progress bar off the line first."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        try:
-            tqdm.write(self.format(record), file=self.stream)
-            self.flush()
-        except Exception:  # as logging.StreamHandler does: report a broken handler, never raise into the run
-            self.handleError(record)
 
 
 def log_lightning_once() -> None:

@@ -31,8 +31,6 @@ SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
 RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
 # A DDP process other than the global rank 0 (a rank Lightning started, another node, a SLURM task) shares its folder.
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
-EXTRAS = {"hydra_plugins.hydra_joblib_launcher": "sweeps", "hydra_plugins.hydra_optuna_sweeper": "sweeps",
-          "hydra_plugins.hydra_submitit_launcher": "sweeps"}
 
 
 def run_dir(resume: str | None, new: str) -> str:
@@ -67,11 +65,10 @@ class OneRunPerFolder(Callback):
         refuse(folder, "hydra.run.dir", "run", holds_run(folder) and not continues)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: object) -> None:
-        for plugin in (config.hydra.launcher, config.hydra.sweeper):
+        for plugin in (config.hydra.launcher, config.hydra.sweeper):  # the [sweeps] extra's plugins
             module = str(plugin.get("_target_", "")).rsplit(".", 2)[0]
-            if module in EXTRAS and importlib.util.find_spec(module) is None:
-                print_error(ConfigError(f"{plugin._target_} is not installed; pip install 'vae_lab[{EXTRAS[module]}]' "
-                                        "(Hydra's sweep plugins) to use it."))
+            if module.startswith("hydra_plugins.") and importlib.util.find_spec(module) is None:
+                print_error(f"{plugin._target_} is not installed; pip install 'vae_lab[sweeps]' to use it.")
                 raise SystemExit(USAGE_EXIT)
         folder = Path(str(config.hydra.sweep.dir))
         taken = (folder / SWEEP_RECORD).exists() or (folder.is_dir() and any(

@@ -35,7 +35,7 @@ def build(node: DictConfig, key: str, /, **kwargs: object) -> object:
         if isinstance(cause, VaeLabError):
             raise cause from None
         if cause is None or isinstance(cause, (TypeError, ValueError, ImportError, MisconfigurationException)):
-            raise ConfigError(f"{key}: {str(cause or error).strip()}") from error
+            raise ConfigError(f"{key}: {' '.join(str(cause or error).split())}") from error  # one line
         raise
 
 

@@ -21,6 +21,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from vae_lab import run_dir
 from vae_lab.atomic_files import atomic_write_text, check_writable
 from vae_lab.errors import USAGE_EXIT, ConfigError, VaeLabError, print_error
 from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, read_result
@@ -31,18 +32,6 @@ SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
 RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
 # A DDP process other than the global rank 0 (a rank Lightning started, another node, a SLURM task) shares its folder.
 RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
-
-
-def run_dir(resume: str | None, new: str) -> str:
-    """`hydra.run.dir`: the folder of the run `resume` names (itself, or a checkpoint's run), else `new`."""
-    if not resume:
-        return new
-    path = Path(resume).expanduser().resolve()
-    return str(path.parent.parent if path.suffix == ".ckpt" else path)
-
-
-OmegaConf.register_new_resolver("vae_lab.run_dir", run_dir, replace=True)
-OmegaConf.register_new_resolver("vae_lab.output_subdir", lambda resume: None if resume else ".hydra", replace=True)
 
 
 def holds_run(folder: Path) -> bool:

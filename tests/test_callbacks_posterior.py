@@ -25,7 +25,7 @@ def test_each_validation_epoch_logs_kl_per_dimension_active_units_and_variance(
 ) -> None:
     cfg = make_train_cfg(f"model={model}", f"model.latent_dim={latent_dim}", "model.kl=analytic",
                          "trainer.max_epochs=2", f"++trainer.limit_train_batches={batches}",
-                         "callbacks=[model_checkpoint,posterior]")
+                         "callbacks/each=[model_checkpoint,posterior]")
     metrics = train(cfg)
     run_dir = Path(cfg.paths.output_dir)
     logged = events(run_dir)

@@ -85,7 +85,7 @@ def test_k_curve_ends_at_test_iwae_rises_with_k_and_is_plotted(
     # MLP VAE for 60 batches.
     run_dir = tmp_path / "run"
     train(compose_config("train", [*small_train_overrides(mnist_data_dir), "model=mlp_vae", "model.latent_dim=8",
-                                   "++trainer.limit_train_batches=60", "callbacks=model_checkpoint"],
+                                   "++trainer.limit_train_batches=60", "callbacks/each=[model_checkpoint]"],
                          run_dir))
     metrics = evaluate(eval_cfg(run_dir / "checkpoints" / "last.ckpt", tmp_path, mnist_data_dir, "iwae_samples=150",
                                 "num_images=100", "batch_size=100", "decode_batch=10000"))

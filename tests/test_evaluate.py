@@ -315,3 +315,31 @@ def test_bf16_evaluation_is_opt_in_and_close_to_fp32(tiny_checkpoint: Path, mnis
     assert runs["32"]["precision"] == "32" and runs["bf16"]["precision"] == "bf16"
     assert runs["bf16"]["test/iwae"] == pytest.approx(runs["32"]["test/iwae"], abs=1.0)
     assert runs["bf16"]["test/iwae"] != runs["32"]["test/iwae"]  # it did run in bf16
+
+
+def test_a_vamp_prior_run_evaluates_to_its_own_val_elbo(tmp_path: Path, mnist_data_dir: Path) -> None:
+    # Issue 23's done-when: evaluate scores p(z) with the model's own prior. A VampPrior model, trained 300 steps, is
+    # validated on the first 1,000 test images (data.val_size=0); evaluate's single-sample ELBO on the same images
+    # must agree with the run's last val/elbo up to sampling noise, where scoring p(z) as N(0, I) misses by nats.
+    run_dir, threads = tmp_path / "run", torch.get_num_threads()
+    try:  # one thread: a tiny MLP on a shared 2-core machine is several times faster without OpenMP's barriers
+        metrics = train(compose_config("train", [
+            *small_train_overrides(mnist_data_dir), "model=mlp_vae", "model.latent_dim=8", "model.hidden=64",
+            "prior=vamp", "model.prior.components=10", "++trainer.limit_train_batches=300",
+            "++trainer.limit_val_batches=1", "callbacks=model_checkpoint", "logger=none", "threads=1"], run_dir))
+        scored = evaluate(eval_cfg(run_dir / "checkpoints" / "last.ckpt", tmp_path, mnist_data_dir, "iwae_samples=1",
+                                   "num_images=1000", "batch_size=1000", "threads=1"))
+    finally:
+        torch.set_num_threads(threads)
+    assert scored["num_images"] == 1000 and "test/elbo_analytic" not in scored  # no closed-form KL to a mixture
+    assert abs(scored["test/elbo"] - metrics["val/elbo"]) < 0.3, (scored["test/elbo"], metrics["val/elbo"])
+    # What the old evaluate scored: the same model with p(z) taken as N(0, I). Far from val/elbo.
+    from vae_lab.checkpoints import test_batches
+
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    x, _ = next(test_batches(checkpoint, str(mnist_data_dir), 1000, 1000))
+    with torch.no_grad():
+        log_px, _, log_qz, z = checkpoint.model.log_weight_terms(x, 1)
+        as_if_standard = (log_px + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) - log_qz).mean().item()
+    print(f"val/elbo {metrics['val/elbo']:.4f}, test/elbo {scored['test/elbo']:.4f}, N(0, I) {as_if_standard:.4f}")
+    assert abs(as_if_standard - metrics["val/elbo"]) > 1, (as_if_standard, metrics["val/elbo"])

@@ -135,15 +135,17 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
                           "put its module on the Python path.") from error
     hparams = {name: value for name, value in (checkpoint.get("hyper_parameters") or {}).items()
                if name not in REMOVED_HPARAMS or "vae_lab" in checkpoint}
-    accepted = list(inspect.signature(model_class).parameters)
-    if not hparams or set(hparams) - set(accepted):
+    parameters = inspect.signature(model_class).parameters.values()
+    accepted = [p.name for p in parameters if p.kind is not p.VAR_KEYWORD]
+    forwards = any(p.kind is p.VAR_KEYWORD for p in parameters)  # `**common`, passed on to VAE.__init__
+    if not hparams or (not forwards and set(hparams) - set(accepted)):
         raise VaeLabError(
             f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "
             f"are not {model_class.__name__}'s ({', '.join(accepted)}); {WHAT_TO_PASS}."
         )
     try:
         model = model_class(**hparams)
-    except VaeLabError as error:
+    except (VaeLabError, TypeError) as error:  # TypeError: a keyword that `**common` does not take either
         raise VaeLabError(f"ckpt_path={path} holds hyper-parameters {model_class.__name__} refuses ({error}); "
                           f"{WHAT_TO_PASS}.") from error
     check_weights(model, checkpoint["state_dict"], f"ckpt_path={path} does not hold the weights of a "

@@ -123,6 +123,19 @@ def check_continues(model: VAE, ckpt_path: Path) -> None:
                   "the model options to the checkpoint's")
 
 
+def init_parameters(cls: type) -> list[str]:
+    """The keyword arguments `cls(...)` takes, following `**common` up to the base class that names them (VAE)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        parameters = list(inspect.signature(klass.__dict__["__init__"]).parameters.values())[1:]  # not self
+        names += [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()
@@ -135,10 +148,8 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
                           "put its module on the Python path.") from error
     hparams = {name: value for name, value in (checkpoint.get("hyper_parameters") or {}).items()
                if name not in REMOVED_HPARAMS or "vae_lab" in checkpoint}
-    parameters = inspect.signature(model_class).parameters.values()
-    accepted = [p.name for p in parameters if p.kind is not p.VAR_KEYWORD]
-    forwards = any(p.kind is p.VAR_KEYWORD for p in parameters)  # `**common`, passed on to VAE.__init__
-    if not hparams or (not forwards and set(hparams) - set(accepted)):
+    accepted = init_parameters(model_class)
+    if not hparams or set(hparams) - set(accepted):
         raise VaeLabError(
             f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "
             f"are not {model_class.__name__}'s ({', '.join(accepted)}); {WHAT_TO_PASS}."

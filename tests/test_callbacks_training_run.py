@@ -59,7 +59,7 @@ def test_three_epochs_write_grids_0_to_3_a_paced_gif_and_tensorboard_images(make
     assert not (iio.imread(grids[0]) == iio.imread(grids[3])).all()  # the samples change as the model trains
     assert_grid_is_the_checkpoint_decoding_its_z(grids[3], run_dir / "checkpoints" / "last.ckpt")
     gif = iio.imread(run_dir / "training.gif", index=None)
-    assert len(gif) == expected_gif_frames(4)
+    assert len(gif) == expected_gif_frames(4) and gif.shape[1:3] == (4 * 122, 4 * 122)  # the readable PNGs
 
     events = image_events(run_dir)
     for tag in ("samples/grid", "reconstructions/val", "latent/means"):

@@ -1,7 +1,7 @@
 """Lightning callbacks, one per file, each configured by conf/callbacks/<name>.yaml.
 
-The image callbacks rely only on the LightningModule's documented interface: `sample(z)`, `reconstruct(x)`,
-`encode(x)` and `hparams.latent_dim`.
+The image callbacks rely only on the model contract (models/vae.py): `prior.sample(n)`, `decode_mean(z)`,
+`reconstruct(x)`, `posterior_mean(x)`, `encode(x)` (a distribution), `prior.distribution()` and `latent_dim`.
 """
 
 from vae_lab.callbacks.gif import TrainingGif

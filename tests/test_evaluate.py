@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 from torch import Tensor
+from torchvision.utils import make_grid
 
 from tests.conftest import compose_config, small_train_overrides
 from vae_lab.checkpoints import load_checkpoint
@@ -355,3 +357,15 @@ def test_a_vamp_prior_run_evaluates_to_its_own_val_elbo(tmp_path: Path, mnist_da
         as_if_standard = (log_px + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1) - log_qz).mean().item()
     print(f"val/elbo {metrics['val/elbo']:.4f}, test/elbo {scored['test/elbo']:.4f}, N(0, I) {as_if_standard:.4f}")
     assert abs(as_if_standard - metrics["val/elbo"]) > 1, (as_if_standard, metrics["val/elbo"])
+    # sample draws from the same prior: samples.png is decode_mean(prior.sample(n)) from the seeded stream.
+    from vae_lab.callbacks.epoch_images import seeded
+
+    (written,) = sample(compose_config("sample", [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                                                  f"output_dir={tmp_path}", "n=4", "seed=3"], tmp_path))
+    with seeded(3):
+        expected = make_grid(checkpoint.model.decode_mean(checkpoint.model.prior.sample(4)), nrow=2, padding=2,
+                             pad_value=0.5).mul(255).add(0.5).byte()
+    with Image.open(written) as png:
+        factor = png.size[0] // expected.shape[-1]
+        saved = torch.from_numpy(np.asarray(png.convert("RGB"))[::factor, ::factor].copy()).permute(2, 0, 1)
+    assert factor == 7 and (saved.int() - expected.int()).abs().max() <= 1

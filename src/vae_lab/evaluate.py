@@ -126,6 +126,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model.to(device)
+    # oneDNN's transposed convolutions run ~1.5x faster on channels-last weights on CPU; the math is unchanged.
+    decoder = getattr(model, "decoder", None)  # a hierarchical model may name its networks otherwise
+    if isinstance(decoder, torch.nn.Module):
+        decoder.to(memory_format=torch.channels_last)
     ks = curve_ks(cfg.iwae_samples)
     bf16 = str(cfg.get("precision", 32)) == "bf16"
     moments: dict[str, Moments] = {}

@@ -124,6 +124,19 @@ def check_continues(model: VAE, ckpt_path: Path, max_epochs: int | None) -> None
                           f"trainer.max_epochs is {max_epochs}; add trainer.max_epochs=N with N > {done}.")
 
 
+def init_parameters(cls: type) -> list[str]:
+    """The keyword arguments `cls(...)` takes, following `**common` up to the base class that names them (VAE)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        parameters = list(inspect.signature(klass.__dict__["__init__"]).parameters.values())[1:]  # not self
+        names += [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
+
+
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()
@@ -138,7 +151,7 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
         raise VaeLabError(f"ckpt_path={path} holds a {classes['model']}, which cannot be imported here ({error}); "
                           "put its module on the Python path.") from error
     hparams = dict(checkpoint.get("hyper_parameters") or {})
-    accepted = list(inspect.signature(model_class).parameters)
+    accepted = init_parameters(model_class)
     if not hparams or set(hparams) - set(accepted):
         raise VaeLabError(
             f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "
@@ -146,7 +159,7 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
         )
     try:
         model = model_class(**hparams)
-    except VaeLabError as error:
+    except (VaeLabError, TypeError) as error:  # TypeError: a keyword that `**common` does not take either
         raise VaeLabError(f"ckpt_path={path} holds hyper-parameters {model_class.__name__} refuses ({error}); "
                           f"{WHAT_TO_PASS}.") from error
     check_weights(model, checkpoint["state_dict"], f"ckpt_path={path} does not hold the weights of a "

@@ -58,12 +58,17 @@ class Bernoulli(Likelihood):
     accepts = (BINARY,)
 
     def forward(self, params: Tensor) -> Distribution:
-        return Independent(BernoulliDistribution(logits=params.float(), validate_args=False), 3)
+        return Independent(BernoulliDistribution(logits=full_precision(params), validate_args=False), 3)
+
+
+def full_precision(params: Tensor) -> Tensor:
+    """A decoder's output in float32 at least: bfloat16 (autocast) is widened, float64 kept."""
+    return params if params.dtype == torch.float64 else params.float()
 
 
 def split_params(params: Tensor, num_params: int) -> tuple[Tensor, ...]:
     """(B, P * C, H, W) -> P tensors (B, C, H, W): parameter p of channel c is output channel p * C + c."""
-    return params.float().unflatten(1, (num_params, -1)).unbind(1)
+    return full_precision(params).unflatten(1, (num_params, -1)).unbind(1)
 
 
 # 8-bit levels in bits/dim: one level's bin in [0, 1] is 1/256 wide, as in the dequantized-density convention
@@ -106,7 +111,8 @@ class Gaussian(Likelihood):
         if self.variance == "per_pixel":
             mean_logits, log_scale = split_params(params, 2)
         else:
-            mean_logits, log_scale = params.float(), self.log_scale.float().expand(params.shape)
+            mean_logits = full_precision(params)
+            log_scale = self.log_scale.to(mean_logits.dtype).expand(params.shape)
         scale = log_scale.clamp(GAUSSIAN_LOG_SCALE_MIN, GAUSSIAN_LOG_SCALE_MAX).exp()
         return Independent(Normal(torch.sigmoid(mean_logits), scale, validate_args=False), 3)
 
@@ -205,6 +211,6 @@ class DiscretizedLogistic(Likelihood):
 
     def forward(self, params: Tensor) -> Distribution:
         # output channel (kind * K + k) * C + c: kind 0, 1, 2 = logits, locations, log-scales of component k
-        logits, means, log_scales = params.float().unflatten(1, (3, self.components, -1)).unbind(1)
+        logits, means, log_scales = full_precision(params).unflatten(1, (3, self.components, -1)).unbind(1)
         return DiscretizedLogisticMixture(logits, means, log_scales)
 

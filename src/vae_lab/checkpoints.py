@@ -123,6 +123,19 @@ def check_continues(model: VAE, ckpt_path: Path) -> None:
                   "the model options to the checkpoint's")
 
 
+def keyword_arguments(model_class: type) -> list[str]:
+    """The arguments `model_class(...)` takes: its own, and through `**common` its base classes' (CVAE, MLPVAE)."""
+    names: list[str] = []
+    for cls in model_class.__mro__:
+        if "__init__" not in cls.__dict__:
+            continue
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        names += [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            return names
+    return names
+
+
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()
@@ -135,7 +148,7 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
                           "put its module on the Python path.") from error
     hparams = {name: value for name, value in (checkpoint.get("hyper_parameters") or {}).items()
                if name not in REMOVED_HPARAMS or "vae_lab" in checkpoint}
-    accepted = list(inspect.signature(model_class).parameters)
+    accepted = keyword_arguments(model_class)
     if not hparams or set(hparams) - set(accepted):
         raise VaeLabError(
             f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "

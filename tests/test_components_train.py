@@ -35,10 +35,7 @@ OPTIONS = {
 # Tiny runs on an .npz of random images (written per test): 2 training batches, 1 validation batch.
 TINY = ["accelerator=cpu", "data=images", "data.test_size=20", "data.batch_size=20", "data.eval_batch_size=20",
         "trainer.max_epochs=1", "++trainer.limit_train_batches=2", "++trainer.limit_val_batches=1",
-        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "logger=none",
-        # the picture callbacks are not what these tests check
-        "~callbacks.sample_grid", "~callbacks.gif", "~callbacks.reconstructions", "~callbacks.latent_manifold",
-        "~callbacks.posterior"]
+        "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false"]
 
 
 def images_npz(path: Path, shape: tuple[int, ...]) -> Path:

@@ -63,8 +63,11 @@ def test_prior_is_p_z2_times_p_z1_given_z2_and_samples_top_down() -> None:
     samples = model.prior.sample(4000)
     assert samples.shape == (4000, 150)
     assert samples[:, 100:].mean().abs() < 0.05 and (samples[:, 100:].std() - 1).abs() < 0.05  # z2 ~ N(0, I)
+    # One torch Distribution over [z1, z2], with no closed-form KL to any q (so kl=analytic is refused)
+    with torch.no_grad():
+        torch.testing.assert_close(model.prior.distribution().log_prob(z), expected)
     with pytest.raises(NotImplementedError):
-        model.prior.distribution()
+        torch.distributions.kl_divergence(model.encode(torch.zeros(1, 1, 28, 28)), model.prior.distribution())
 
 
 def test_decode_reads_z1_only_and_the_contract_methods_work() -> None:

@@ -7,8 +7,9 @@
     p(x|z1)   the likelihood component, z1 -> 100 -> 100 (tanh) -> its parameters
 The model's latent code is z = [z1, z2] (latent_dim = 150): `encode(x)` is one distribution over it whose
 log_prob is log q(z1|x) + log q(z2|z1), and `prior.log_prob(z)` is log p(z2) + log p(z1|z2), so `log_weights`,
-the objectives, `evaluate` and `sample` work unchanged. The joint prior is no single torch distribution, so
-`kl=analytic` is refused; a VampPrior would need q(z2|u), which this posterior does not have in closed form.
+the objectives, `evaluate` and `sample` work unchanged. torch has no closed-form KL between such joint
+distributions, so `kl=analytic` is refused; a VampPrior would need q(z2|u), which this posterior does not have in
+closed form.
 """
 
 from __future__ import annotations
@@ -30,46 +31,58 @@ from vae_lab.priors import Prior
 STANDARD_PRIOR = {"_target_": "vae_lab.priors.StandardNormal"}
 
 
-class TwoLayerPosterior(Distribution):
-    """q(z1, z2 | x) = q(z1|x) q(z2|z1) over z = [z1, z2] (..., d1 + d2), sampled top-down by ancestral sampling.
+class TwoLayers(Distribution):
+    """A distribution over z = [z1, z2] drawn one layer after the other: `first` over the layer drawn first, and
+    `given(a)` the other layer's distribution given that layer's value a.
 
-    `mean` is a deterministic code, not the exact mean of z2: z1's mean, then q(z2 | that z1)'s mean.
+    The posterior draws z1 first (q(z1|x), then q(z2|z1)); the prior draws z2 first (p(z2), then p(z1|z2)):
+    `first_is_z1` says which. log_prob(z) = log first(a) + log given(a)(b). `mean` is a deterministic code, not the
+    exact mean: the first layer's mean, then the other's mean given it.
     """
 
     arg_constraints: dict = {}
     support = constraints.real_vector
-    has_rsample = True
 
-    def __init__(self, first: Independent, second: Callable[[Tensor], Independent], sizes: tuple[int, int]) -> None:
-        self.first, self.second, self.split = first, second, sizes
-        self._last: tuple[Tensor, Independent] | None = None  # (z, q(z2|z1)) of the last rsample
-        super().__init__(first.batch_shape, torch.Size([sum(self.split)]), validate_args=False)
+    def __init__(self, first: Distribution, given: Callable[[Tensor], Distribution], sizes: tuple[int, int],
+                 first_is_z1: bool) -> None:
+        self.first, self.given, self.sizes, self.first_is_z1 = first, given, sizes, first_is_z1
+        self.has_rsample = first.has_rsample
+        self._last: tuple[Tensor, Distribution] | None = None  # (z, given(a)) of the last rsample
+        super().__init__(first.batch_shape, torch.Size([sum(sizes)]), validate_args=False)
+
+    def _join(self, a: Tensor, b: Tensor) -> Tensor:
+        return torch.cat([a, b] if self.first_is_z1 else [b, a], dim=-1)
+
+    def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        z1, z2 = z.split(self.sizes, dim=-1)
+        return (z1, z2) if self.first_is_z1 else (z2, z1)
 
     def rsample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        z1 = self.first.rsample(torch.Size(sample_shape))
-        q2 = self.second(z1)
-        z = torch.cat([z1, q2.rsample()], dim=-1)
-        self._last = (z, q2)
+        a = self.first.rsample(torch.Size(sample_shape))
+        second = self.given(a)
+        z = self._join(a, second.rsample())
+        self._last = (z, second)
         return z
 
     def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
         with torch.no_grad():
-            return self.rsample(sample_shape)
+            a = self.first.sample(torch.Size(sample_shape))
+            return self._join(a, self.given(a).sample())
 
     def log_prob(self, z: Tensor) -> Tensor:
-        z1, z2 = z.split(self.split, dim=-1)
-        q2 = self._last[1] if self._last is not None and self._last[0] is z else self.second(z1)
-        return self.first.log_prob(z1) + q2.log_prob(z2)
+        a, b = self._split(z)
+        second = self._last[1] if self._last is not None and self._last[0] is z else self.given(a)
+        return self.first.log_prob(a) + second.log_prob(b)
 
     @property
     def mean(self) -> Tensor:
-        z1 = self.first.mean
-        return torch.cat([z1, self.second(z1).mean], dim=-1)
+        a = self.first.mean
+        return self._join(a, self.given(a).mean)
 
 
 class TwoLayerPrior(Prior):
     """p(z1, z2) = p(z2) p(z1|z2) over z = [z1, z2]: `top` is p(z2), a Gaussian layer (z2 -> hidden -> hidden,
-    tanh) gives p(z1|z2). There is no single torch distribution of it (`distribution()` raises)."""
+    tanh) gives p(z1|z2). Its `distribution()` has no closed-form KL with any q, so kl=analytic is refused."""
 
     def __init__(self, top: Prior, latent_dims: tuple[int, int], hidden: int) -> None:
         super().__init__(sum(latent_dims))
@@ -81,15 +94,7 @@ class TwoLayerPrior(Prior):
         return diagonal_gaussian(self.layer(z2))
 
     def distribution(self) -> Distribution:
-        raise NotImplementedError("p(z2) p(z1|z2) is not one torch distribution; use log_prob and sample")
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        z1, z2 = z.split(self.latent_dims, dim=-1)
-        return self.top.log_prob(z2) + self.conditional(z2).log_prob(z1)
-
-    def sample(self, n: int) -> Tensor:
-        z2 = self.top.sample(n)
-        return torch.cat([self.conditional(z2).sample(), z2], dim=-1)
+        return TwoLayers(self.top.distribution(), self.conditional, self.latent_dims, first_is_z1=False)
 
 
 def two_positive(key: str, values: Sequence[int], example: str) -> tuple[int, int]:
@@ -132,7 +137,7 @@ class HVAE(VAE):
         """q(z1, z2 | x) = q(z1|x) q(z2|z1) over z = [z1, z2]."""
         first = diagonal_gaussian(self.encoder(x.flatten(1)))
         sizes = tuple(self.hparams.latent_dims)
-        return TwoLayerPosterior(first, lambda z1: diagonal_gaussian(self.encoder2(z1)), sizes)
+        return TwoLayers(first, lambda z1: diagonal_gaussian(self.encoder2(z1)), sizes, first_is_z1=True)
 
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z1): the likelihood from the first layer of z = [z1, z2]."""

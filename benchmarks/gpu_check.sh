@@ -54,13 +54,13 @@ echo "packages: $install_result; not importable: ${need:-none}"
 
 # ---- 2. the tests marked gpu ------------------------------------------------------------------------------------
 tests_log="$SITE/tests.log"
-timeout 240 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$tests_log" | tail -15
+timeout 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$tests_log" | tail -15
 tests_result=$(grep -E '[0-9]+ (passed|failed|skipped|error)' "$tests_log" | tail -1 | tr -d '=' | xargs)
 tests_result=${tests_result:-"did not finish (exit ${PIPESTATUS[0]})"}
 
 # ---- 3. training speed ------------------------------------------------------------------------------------------
 speed_log="$SITE/speed.log"
-timeout 400 "$PYTHON" benchmarks/gpu_speed.py 2>"$SITE/speed.err" | tee "$speed_log"
+timeout 330 "$PYTHON" benchmarks/gpu_speed.py 2>"$SITE/speed.err" | tee "$speed_log"
 speed_status=${PIPESTATUS[0]}
 [ "$speed_status" -ne 0 ] && tail -20 "$SITE/speed.err"
 

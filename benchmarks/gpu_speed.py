@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=600, help="training steps per run (default 600: one epoch)")
     parser.add_argument("--warmup-steps", type=int, default=100, help="steps left out of the rate (default 100)")
-    parser.add_argument("--timeout", type=int, default=200, help="seconds allowed per row (default 200)")
+    parser.add_argument("--timeout", type=int, default=120, help="seconds allowed per row (default 120)")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW")
     parser.add_argument("--worker", choices=list(ROWS), help=argparse.SUPPRESS)
     parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)

@@ -44,7 +44,8 @@ def random_images(path: Path) -> Path:
     return path
 
 
-def vae_lab_rate(images: Path, precision: str, compile_mode: str | None, steps: int, warmup: int) -> float:
+def vae_lab_rate(images: Path, precision: str, compile_mode: str | None, steps: int, warmup: int,
+                 extra: list[str]) -> float:
     from train_speed import compose_train_config
 
     from vae_lab.train import train
@@ -59,6 +60,7 @@ def vae_lab_rate(images: Path, precision: str, compile_mode: str | None, steps: 
     ]
     if compile_mode:
         overrides.append(f"+callbacks.runtime.compile={compile_mode}")
+    overrides += extra
     with tempfile.TemporaryDirectory(prefix="vae_lab_gpu_") as tmp:
         metrics = train(compose_train_config(overrides, Path(tmp)))
     return metrics["perf/train_images_per_s"]
@@ -88,10 +90,10 @@ def plain_rate(precision: str, steps: int, warmup: int) -> float:
     return (steps - warmup) * BATCH / (time.perf_counter() - start)
 
 
-def worker(name: str, images: Path, steps: int, warmup: int) -> None:
+def worker(name: str, images: Path, steps: int, warmup: int, extra: list[str]) -> None:
     sys.path.insert(0, str(BENCHMARKS))
-    kind, precision, compile_mode = ROWS[name]
-    rate = (vae_lab_rate(images, precision, compile_mode, steps, warmup) if kind == "vae_lab"
+    kind, precision, compile_mode = ROWS.get(name, ("vae_lab", "32-true", None))
+    rate = (vae_lab_rate(images, precision, compile_mode, steps, warmup, extra) if kind == "vae_lab"
             else plain_rate(precision, steps, warmup))
     print(json.dumps({"images_per_s": rate}), flush=True)
 
@@ -110,11 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup-steps", type=int, default=100, help="steps left out of the rate (default 100)")
     parser.add_argument("--timeout", type=int, default=120, help="seconds allowed per row (default 120)")
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS), metavar="ROW")
-    parser.add_argument("--worker", choices=list(ROWS), help=argparse.SUPPRESS)
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "OVERRIDE"),
+                        help="an extra vae_lab row (fp32 eager unless its overrides say otherwise): a name, then "
+                             "Hydra overrides, e.g. --variant nan_guard +callbacks.nan_guard._target_=... (repeatable)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--overrides", nargs="*", default=[], help=argparse.SUPPRESS)
     parser.add_argument("--images", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.images, args.steps, args.warmup_steps)
+        worker(args.worker, args.images, args.steps, args.warmup_steps, args.overrides)
         return 0
     import torch
 
@@ -126,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="vae_lab_gpu_images_") as tmp:
         images = random_images(Path(tmp) / "images.npz")
-        for name in args.rows:
+        for name, extra in [(name, []) for name in args.rows] + [(v[0], v[1:]) for v in args.variant]:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--images", str(images),
-                       "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps)]
+                       "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps), "--overrides", *extra]
             started = time.perf_counter()
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)

@@ -151,20 +151,38 @@ def straightforward_decode(decoder: Any, z: Any) -> Any:
     return F.conv_transpose2d(h, decoder.deconv3.weight, decoder.deconv3.bias, padding=1)
 
 
+def tutorial_networks(latent: int = LATENT) -> tuple[Any, Any]:
+    """vae_lab's conv Encoder and Decoder for 1 x 28 x 28 binary images: the tutorial's layers and shapes."""
+    from vae_lab.networks import Decoder, Encoder
+
+    return Encoder((1, 28, 28), 2 * latent), Decoder(latent, (1, 28, 28), 1)
+
+
+def tutorial_elbo(x: Any, features: Any, decoder: Any, eps: Any, decode: Any = None) -> Any:
+    """The tutorial's single-sample ELBO per image from the encoder's [mean, logvar] features: log p(x|z) (Bernoulli
+    logits) + log p(z) - log q(z|x), each term computed in fp32. `decode` defaults to `decoder` itself."""
+    import torch
+    from plain_port import log_normal_pdf
+    from torch.nn import functional as F
+
+    mean, logvar = features.float().chunk(2, dim=1)
+    z = eps * torch.exp(0.5 * logvar) + mean
+    logits = (decode or decoder)(z.to(features.dtype) if decode is None else z).float()
+    log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+    return log_px + log_normal_pdf(z, 0.0, 0.0) - log_normal_pdf(z, mean, logvar)
+
+
 def reference_model(seed: int) -> tuple[list[Any], Any]:
     """The reference's parameters and its per-image ELBO: vae_lab's networks, the decoder run uncut and cropped."""
     import torch
 
-    from vae_lab.networks import Decoder, Encoder
-    from vae_lab.objectives import monte_carlo_elbo, reparameterize
-
     torch.manual_seed(seed)  # the same initial weights as vae_lab's run with this seed
-    encoder, decoder = Encoder(LATENT), Decoder(LATENT)
+    encoder, decoder = tutorial_networks()
 
     def elbo(x: torch.Tensor) -> torch.Tensor:
-        mean, logvar = encoder(x)
-        z = reparameterize(mean, logvar, torch.randn_like(mean))
-        return monte_carlo_elbo(x, straightforward_decode(decoder, z), z, mean, logvar).elbo
+        features = encoder(x)
+        eps = torch.randn(len(x), LATENT)
+        return tutorial_elbo(x, features, decoder, eps, decode=lambda z: straightforward_decode(decoder, z))
 
     return [*encoder.parameters(), *decoder.parameters()], elbo
 
@@ -330,10 +348,12 @@ def machine_line(threads: int | None = None) -> str:
     import torch
 
     cpu = platform.processor() or "?"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
+    try:  # the name, and family/model numbers: a name such as "AMD EPYC" alone does not say which generation
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                    if ":" in line)
+        info = {key.strip(): value.strip() for key, value in info.items()}
+        cpu = f"{info['model name']}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    except (OSError, KeyError):
         pass
     return (f"machine: {cpu} ({cpu_flags()}), {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
             f"{threads or torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

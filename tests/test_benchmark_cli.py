@@ -16,7 +16,11 @@ def bench():
 
 def test_make_bench_runs_the_script() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert re.search(r"^bench: setup\n\t\$\(PY\) benchmarks/train_speed.py \$\(ARGS\)$", makefile, flags=re.MULTILINE)
+    recipe = re.search(r"^bench: setup \$\(TF_PY\)\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE).group(1)
+    recipe = recipe.split("\n\t")
+    assert recipe[0].split()[:3] == ["$(PY)", "benchmarks/train_speed.py", "--rows"]
+    assert recipe[0].split()[3:] == ["tf_tutorial", "plain_port", "vae_lab", "vae_lab_bf16", "$(ARGS)"]
+    assert recipe[1].split() == ["$(PY)", "benchmarks/layers.py"]
 
 
 def test_options_parse_and_bad_step_counts_are_refused(bench, capsys) -> None:
@@ -99,10 +103,8 @@ def test_every_row_trains_on_vae_labs_binarized_arrays(mnist_data_dir) -> None:
 def test_reference_decodes_like_vae_lab_with_the_same_weights(bench) -> None:
     import torch
 
-    from vae_lab.networks.conv import Decoder
-
     torch.manual_seed(0)
-    decoder = Decoder(latent_dim=50)
+    decoder = bench.tutorial_networks(50)[1]
     for layer in (decoder.deconv1, decoder.deconv2, decoder.deconv3):
         torch.nn.init.normal_(layer.bias)  # Keras starts at zero bias: make the bias part of the check
     z = torch.randn(6, 50, requires_grad=True)

@@ -85,6 +85,22 @@ def torch_times(threads: int, warmup: int, repeats: int) -> dict[str, list[float
     return times
 
 
+def tf_functions(tf, layer, x, grad, sources):
+    """`tf.function`s of the layer's forward and of its forward + gradients (closures: no Python arguments)."""
+
+    @tf.function
+    def forward():
+        return layer(x)
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            out = layer(x)
+        return tape.gradient(out, sources, output_gradients=grad)
+
+    return forward, forward_backward
+
+
 def tf_times(threads: int, warmup: int, repeats: int) -> dict[str, list[float]]:
     import tensorflow as tf
 
@@ -99,24 +115,14 @@ def tf_times(threads: int, warmup: int, repeats: int) -> dict[str, list[float]]:
             layer = tf.keras.layers.Conv2D(c_out, 3, strides=stride)
         else:
             layer = tf.keras.layers.Conv2DTranspose(c_out, 3, strides=stride, padding="same")
-        x = tf.random.normal((BATCH, *shape))
+        x = tf.Variable(tf.random.normal((BATCH, *shape)))  # a variable: its gradient is one of the sources
         y = layer(x)
         grad = tf.random.normal(y.shape)
         sources = layer.trainable_variables if index == 0 else [x, *layer.trainable_variables]
 
-        @tf.function
-        def forward(layer=layer, x=x):
-            return layer(x)
-
-        @tf.function
-        def forward_backward(layer=layer, x=x, grad=grad, sources=sources):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                out = layer(x)
-            return tape.gradient(out, sources, output_gradients=grad)
-
-        fwd = timed(lambda forward=forward: forward().numpy(), warmup, repeats)
-        both = timed(lambda fb=forward_backward: [g.numpy() for g in fb()], warmup, repeats)
+        forward, forward_backward = tf_functions(tf, layer, x, grad, sources)
+        fwd = timed(forward, warmup, repeats)  # eager TF on a CPU returns when the work is done
+        both = timed(forward_backward, warmup, repeats)
         times[name] = [fwd, both - fwd]
     return times
 

@@ -96,7 +96,8 @@ def tf_functions(tf, layer, x, grad, sources):
     def forward_backward():
         with tf.GradientTape() as tape:
             out = layer(x)
-        return tape.gradient(out, sources, output_gradients=grad)
+        # The output too: a linear layer's gradients do not need it, and graph pruning would skip the forward.
+        return out, tape.gradient(out, sources, output_gradients=grad)
 
     return forward, forward_backward
 

@@ -3,11 +3,6 @@ checkpoint records what the model is, not how it was run). Applied when the fit 
   channels_last  NHWC layout for 4-D weights (oneDNN's preferred one on CPU, tensor cores' on GPU); inputs follow
                  the weights. A no-op for models without convolutions.
   compile        torch.compile of the encoder and decoder, lazily at the first step; parameter names are unchanged.
-                 On a GPU, reduce-overhead (CUDA graphs) is the mode that can pay (docs/performance.md).
-  keep_freed_memory  on a CPU with glibc, freed tensors' memory stays in the process for the next step instead of
-                 going back to the OS: without it every step maps its large activations afresh and page-faults them
-                 in (~12,000 faults per training step of batch 100 for the conv VAE; docs/performance.md). The
-                 process's memory then stays at its peak until it exits.
   fast_path      at fit start on a CPU, the decoder's stride-2 kernels (`Decoder.stride2`: oneDNN or phase GEMMs)
                  chosen like cuDNN's benchmark mode: timed on this machine, cached per machine and shape, recorded in
                  manifest.json (README, "The per-machine fast path"). In fp32 only a path with today's exact numbers
@@ -17,7 +12,6 @@ checkpoint records what the model is, not how it was run). Applied when the fit 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import statistics
@@ -36,14 +30,12 @@ CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 TRIAL_STEPS = 3  # timed steps per candidate per round (x ROUNDS rounds): ~1-3 s of a fit on a 2-core CPU
 ROUNDS = 3
 MARGIN = 0.05  # a candidate must be >= 5% faster than today's path: less is timing noise on a shared machine
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 class Runtime(L.Callback):
     def __init__(self, channels_last: bool = True, compile: CompileMode | None = None,
-                 fast_path: bool = True, keep_freed_memory: bool = True) -> None:
+                 fast_path: bool = True) -> None:
         self.channels_last, self.compile, self.fast_path = channels_last, compile, fast_path
-        self.keep_freed_memory = keep_freed_memory
         self._applied = False
 
     def setup(self, trainer: L.Trainer | None, pl_module: L.LightningModule, stage: str) -> None:
@@ -52,9 +44,6 @@ class Runtime(L.Callback):
         self._applied = True
         if self.channels_last:
             pl_module.to(memory_format=torch.channels_last)
-        on_cpu = trainer is None or trainer.strategy.root_device.type == "cpu"
-        if self.keep_freed_memory and on_cpu:
-            keep_freed_memory()
         if self.fast_path and stage == "fit" and trainer is not None and trainer.strategy.root_device.type == "cpu":
             batch = getattr(trainer.datamodule, "hparams", {}).get("batch_size", 100)
             choice = choose_decoder_path(pl_module, batch, str(trainer.precision),
@@ -63,17 +52,6 @@ class Runtime(L.Callback):
         if self.compile is not None:
             for network in (pl_module.encoder, pl_module.decoder):
                 network.compile(mode=self.compile)
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for reuse (heap, never trimmed) rather than mmap and unmap each large
-    block; whether it applied (False without glibc: macOS, Windows, musl)."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """`make bench` (benchmarks/train_speed.py, plain_port.py, mnist_arrays.py): options, rows, table, the plain port's
 loss and the arrays every row trains on, without timing anything."""
 
+import math
 import re
 
 import pytest
@@ -128,3 +129,15 @@ def test_a_failing_run_stops_the_benchmark_with_one_sentence(bench, mnist_data_d
     args = bench.parse_args(["--steps", "7", "--warmup-steps", "5", "--data-dir", str(mnist_data_dir)])
     with pytest.raises(SystemExit, match=r"^error: the benchmark run .*model.latent_dim=0 failed \(exit 1\)"):
         bench.run_in_process(args, seed=1, overrides=["model.latent_dim=0"])
+
+
+def test_layers_prints_each_layer_forward_and_backward(capsys) -> None:
+    with benchmark_module("layers") as layers:
+        layers.main(["--framework", "torch", "--repeats", "2", "--warmup", "1"])
+        names = [name for name, *_ in layers.LAYERS]
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:50].strip(): line[50:].split() for line in lines if line[:50].strip() in names}
+    assert list(rows) == names
+    for cells in rows.values():  # "fwd / -  bwd / -  -": torch's times (bwd a difference of medians), no TF asked for
+        assert float(cells[0]) > 0 and cells[1:3] == ["/", "-"] and cells[4:] == ["/", "-", "-"]
+        assert math.isfinite(float(cells[3]))

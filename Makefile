@@ -35,8 +35,8 @@ $(TF_PY): benchmarks/requirements-tf.txt
 	touch $(TF_PY)
 
 bench: setup $(TF_PY)
-	$(PY) benchmarks/train_speed.py --rows tf_tutorial plain_port vae_lab vae_lab_bf16 $(ARGS)
-	$(PY) benchmarks/layers.py
+	$(PY) benchmarks/train_speed.py --rows tf_tutorial plain_port vae_lab vae_lab_bf16 $(ARGS); \
+	status=$$?; $(PY) benchmarks/layers.py && exit $$status
 
 floor: setup
 	cd benchmarks && ../$(PY) flop_floor.py $(ARGS)

@@ -450,16 +450,28 @@ def main(argv: list[str] | None = None) -> None:
     rows = [Row(name) for name, _, _ in configs]
     print(machine_line(args.threads), flush=True)
     started = time.perf_counter()
+    failed: dict[str, str] = {}  # a row whose run failed is not run again; the others still make the table
     for repeat in range(args.repeats):
         for row, (name, kind, overrides) in zip(rows, configs, strict=True):
-            run = run_in_process(args, args.seed + repeat, overrides, kind)
+            if name in failed:
+                continue
+            try:
+                run = run_in_process(args, args.seed + repeat, overrides, kind)
+            except SystemExit as error:
+                failed[name] = str(error)
+                print(error, file=sys.stderr, flush=True)
+                continue
             row.runs.append(run)
             print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {run.images_per_s:.0f} img/s, "
                   f"val ELBO {run.val_elbo:.2f}", file=sys.stderr, flush=True)
     print(f"{args.repeats} alternating repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless "
           f"a row says otherwise, one process per run; total {time.perf_counter() - started:.0f} s")
-    print_table(rows)
+    print_table([row for row in rows if row.name not in failed])
+    for name, why in failed.items():
+        print(f"{name}: failed, {why}")
     print(machine_line(args.threads))
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

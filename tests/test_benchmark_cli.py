@@ -18,10 +18,11 @@ def bench():
 def test_make_bench_runs_the_script() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
     recipe = re.search(r"^bench: setup \$\(TF_PY\)\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE).group(1)
-    recipe = recipe.split("\n\t")
-    assert recipe[0].split()[:3] == ["$(PY)", "benchmarks/train_speed.py", "--rows"]
-    assert recipe[0].split()[3:] == ["tf_tutorial", "plain_port", "vae_lab", "vae_lab_bf16", "$(ARGS)"]
-    assert recipe[1].split() == ["$(PY)", "benchmarks/layers.py"]
+    commands = recipe.replace("\\\n\t", "").split()
+    table, layers = commands.index("benchmarks/train_speed.py"), commands.index("benchmarks/layers.py")
+    assert commands[table + 1:table + 7] == ["--rows", "tf_tutorial", "plain_port", "vae_lab", "vae_lab_bf16",
+                                             "$(ARGS);"]
+    assert table < layers and commands[-2:] == ["exit", "$$status"]  # the layer table even if a row failed
 
 
 def test_options_parse_and_bad_step_counts_are_refused(bench, capsys) -> None:
@@ -141,3 +142,19 @@ def test_layers_prints_each_layer_forward_and_backward(capsys) -> None:
     for cells in rows.values():  # "fwd / -  bwd / -  -": torch's times (bwd a difference of medians), no TF asked for
         assert float(cells[0]) > 0 and cells[1:3] == ["/", "-"] and cells[4:] == ["/", "-", "-"]
         assert math.isfinite(float(cells[3]))
+
+
+def test_a_failed_row_leaves_the_others_table_and_the_exit_status(bench, mnist_data_dir, monkeypatch, capsys) -> None:
+    def run_in_process(args, seed, overrides, kind=None):
+        if kind == "vae_lab":
+            raise SystemExit("error: the benchmark run vae_lab failed (exit 1); its messages are above.")
+        return bench.Run(1000.0 + seed, 900.0, 1.0, 2.0, 3.0, 1500.0, -500.0)
+
+    monkeypatch.setattr(bench, "run_in_process", run_in_process)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--rows", "plain_port", "vae_lab", "--repeats", "2", "--data-dir", str(mnist_data_dir)])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert next(line for line in out if line.startswith("plain_port ")).split()[1] == "1042"  # median of 1042, 1043
+    assert any(line.startswith("vae_lab: failed, error:") for line in out)
+    assert not any(line.startswith("vae_lab ") for line in out)

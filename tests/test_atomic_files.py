@@ -140,9 +140,3 @@ def test_loading_refuses_pickled_objects(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "payload": NotAWeight()}, path)
     with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
         AtomicCheckpointIO().load_checkpoint(path)
-
-
-def test_runs_started_before_the_writer_moved_still_name_it_in_their_saved_config() -> None:
-    from hydra.utils import get_class
-
-    assert get_class("vae_lab.atomic_checkpoint.AtomicCheckpointIO") is AtomicCheckpointIO  # resume= reads that config

@@ -1,5 +1,7 @@
 """Every option of every config group composes, and everything it describes instantiates."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,13 @@ from vae_lab.errors import VaeLabError
 from vae_lab.preflight import check_device
 from vae_lab.train import instantiate_group
 
-# Single callback files (conf/callbacks/sample_grid.yaml, ...) are entries that callbacks=default composes; the
-# group's selectable options are default and none.
+# Single callback files (conf/callbacks/each/sample_grid.yaml, ...) are entries that callbacks=default composes; the
+# group's selectable options are default and none. Experiments are added (+experiment=seed), not chosen.
 GROUP_OPTIONS = sorted(
     (group.name, option.stem)
     for group in CONF_DIR.iterdir()
     if group.is_dir() and group.name != "hydra"
     for option in group.glob("*.yaml")
-    if group.name != "callbacks" or option.stem in ("default", "none")
 )
 
 
@@ -26,8 +27,8 @@ def instantiate_all(cfg: DictConfig) -> dict[str, object]:
     return {
         "data": instantiate(cfg.data),
         "model": instantiate(cfg.model),
-        "callbacks": instantiate_group(cfg.get("callbacks")),
-        "logger": instantiate_group(cfg.get("logger")),
+        "callbacks": instantiate_group(cfg.get("callbacks"), "callbacks"),
+        "logger": instantiate_group(cfg.get("logger"), "logger"),
         "trainer": instantiate(cfg.trainer),
     }
 
@@ -40,7 +41,8 @@ def test_every_group_has_options() -> None:
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS, ids=[f"{g}={o}" for g, o in GROUP_OPTIONS])
 def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Path, mnist_data_dir: Path) -> None:
     extra = [f"data.path={mnist_data_dir}"] if (group, option) == ("data", "images") else []  # a folder is enough
-    cfg = compose_config("train", [f"{group}={option}", f"paths.data_dir={mnist_data_dir}", *extra], tmp_path)
+    plus = "+" if group == "experiment" else ""
+    cfg = compose_config("train", [f"{plus}{group}={option}", f"paths.data_dir={mnist_data_dir}", *extra], tmp_path)
     if cfg.trainer.accelerator in ("gpu", "cuda"):
         with pytest.raises(VaeLabError, match="needs a CUDA GPU"):
             check_device("trainer.accelerator", cfg.trainer.accelerator)
@@ -53,11 +55,25 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
 
 def test_default_callbacks_instantiate_every_callback_file(tmp_path: Path) -> None:
     cfg = compose_config("train", [], tmp_path)
-    callback_files = {path.stem for path in (CONF_DIR / "callbacks").glob("*.yaml")} - {"default", "none", "throughput"}
+    callback_files = {path.stem for path in (CONF_DIR / "callbacks" / "each").glob("*.yaml")}
     callback_files.add("last_checkpoint")  # model_checkpoint.yaml holds two: the best epoch and last.ckpt
     assert set(cfg.callbacks) == callback_files
-    built = instantiate_group(cfg.callbacks)
+    built = instantiate_group(cfg.callbacks, "callbacks")
     assert len(built) == len(callback_files)
+
+
+def test_only_real_presets_are_choices_of_callbacks(tmp_path: Path) -> None:
+    # callbacks=gif used to run with the GIF callback alone: no checkpoints, nothing to resume.
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException) as refused:
+        compose_config("train", ["callbacks=gif"], tmp_path)
+    assert sorted(refused.value.options) == ["default", "none"]
+    done = subprocess.run([sys.executable, "-m", "vae_lab.train", "--help"], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert "callbacks: default, none\n" in done.stdout
+    cfg = compose_config("train", ["callbacks/each=[model_checkpoint,gif]"], tmp_path)  # single ones, on purpose
+    assert set(cfg.callbacks) == {"model_checkpoint", "last_checkpoint", "gif"}
 
 
 def test_default_run_writes_everything_inside_the_run_directory(tmp_path: Path) -> None:
@@ -75,7 +91,7 @@ def test_default_run_writes_everything_inside_the_run_directory(tmp_path: Path) 
 def test_experiment_presets_reproduce_the_published_recipes(
     experiment: str, latent_dim: int, batch_size: int, max_epochs: int, tmp_path: Path
 ) -> None:
-    cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+    cfg = compose_config("train", [f"+experiment={experiment}"], tmp_path)
     assert (cfg.model.latent_dim, cfg.data.batch_size, cfg.trainer.max_epochs) == (latent_dim, batch_size, max_epochs)
     assert cfg.model.lr == 1e-4
 

@@ -113,18 +113,21 @@ def test_images_from_npz_and_png_folder_train(tmp_path: Path, mnist_data_dir: Pa
         Image.fromarray(image).save(folder / f"{index:03d}.png")
     for path, test_size in ((tmp_path / "digits.npz", 10), (folder, 5)):
         cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "callbacks=none", "data=images",
-                                       f"data.path={path}", f"data.test_size={test_size}", "data.batch_size=10"],
+                                       "data.binarize=static", f"data.path={path}", f"data.test_size={test_size}",
+                                       "data.batch_size=10"],
                              tmp_path / f"run_{test_size}")
         assert math.isfinite(train(cfg)["val/elbo"])
     small = (rng.random((20, 16, 16)) * 255).astype(np.uint8)
     np.savez(tmp_path / "small.npz", images=small)
     cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "callbacks=none", "data=images",
-                                   f"data.path={tmp_path / 'small.npz'}", "data.test_size=5"], tmp_path / "small")
-    with pytest.raises(VaeLabError, match=r"images are 1x16x16 .* CVAE takes 1x28x28; use model=mlp_vae"):
+                                   f"data.path={tmp_path / 'small.npz'}", "data.test_size=5", "data.binarize=static"],
+                         tmp_path / "small")
+    with pytest.raises(VaeLabError, match=r"1x16x16.*1x28x28.*model.image_shape=\[1,16,16\]"):
         train(cfg)
     cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "callbacks=none", "data=images",
                                    f"data.path={tmp_path / 'small.npz'}", "data.test_size=5", "model=mlp_vae",
-                                   "model.image_shape=[1,16,16]", "data.batch_size=5"], tmp_path / "small_mlp")
+                                   "data.binarize=static", "model.image_shape=[1,16,16]", "data.batch_size=5"],
+                         tmp_path / "small_mlp")
     assert math.isfinite(train(cfg)["val/elbo"])
 
 

@@ -19,11 +19,11 @@ from omegaconf import OmegaConf
 
 from tests.test_sweeps import TINY as SWEEP_TINY
 from tests.test_sweeps import read_csv, run_cli
-from vae_lab.report import lower_is_better
+from vae_lab.report import find_jobs, lower_is_better
 from vae_lab.report import main as report_main
-from vae_lab.sweep_outcome import JobResult, find_jobs, write_result
+from vae_lab.sweep_outcome import JobResult, write_result
 
-TINY = [*(override for override in SWEEP_TINY if not override.startswith("callbacks=")), "callbacks=none"]
+TINY = [*(override for override in SWEEP_TINY if not override.startswith("callbacks/each=")), "callbacks=none"]
 METRICS = ("val/elbo", "train/elbo", "val/kl", "val/recon")
 
 
@@ -127,11 +127,16 @@ def test_several_run_folders_make_one_report_with_values_from_each_runs_config(t
     fake_job(day / "12-00-00", [], {"val/elbo": -150.0, "val/kl": 20.0}, config={"model": {"latent_dim": 50}})
     fake_job(day / "12-05-00", ["model.latent_dim=2"], {"val/elbo": -160.0, "val/kl": 5.0},
              config={"model": {"latent_dim": 2}})
-    assert report_main([str(day / "12-00-00"), str(day / "12-05-00")]) == 0
-    rows = read_csv(day / "report.csv")
+    (day / "report.md").write_text("the user's own notes")
+    assert report_main([str(day / "12-00-00"), str(day / "12-05-00")]) == 2  # several folders need --out
+    assert (day / "report.md").read_text() == "the user's own notes" and not (day / "report.csv").exists()
+    out = tmp_path / "compared"
+    assert report_main([str(day / "12-00-00"), str(day / "12-05-00"), "--out", str(out)]) == 0
+    rows = read_csv(out / "report.csv")
     assert [(row["job"], row["model.latent_dim"], row["val/elbo"]) for row in rows] == [
         ("12-00-00", "50", "-150.0"), ("12-05-00", "2", "-160.0")]
-    assert "2 folders under" in (day / "report.md").read_text()
+    heading = (out / "report.md").read_text().splitlines()[0]
+    assert str(day / "12-00-00") in heading and str(day / "12-05-00") in heading and str(out) not in heading
 
 
 def test_several_sweeps_group_seeds_across_them(tmp_path: Path) -> None:

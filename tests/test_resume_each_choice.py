@@ -18,7 +18,8 @@ CHOICES = {
     "mlp_vae-dynamic": ["model=mlp_vae", "data.binarize=dynamic"],
     "iwae": ["objective=iwae", "model.k=3"],
     "beta": ["objective=beta", "model.beta=0.5"],
-    "images": ["data=images", "data.test_size=100"],  # data.path is added below: an .npz of 28x28 uint8 images
+    # data.path is added below: an .npz of 28x28 uint8 images
+    "images": ["data=images", "data.test_size=100", "data.binarize=static"],
 }
 
 

@@ -31,7 +31,7 @@ TINY = [
     "++trainer.enable_progress_bar=false",
     "++trainer.enable_model_summary=false",
     "data.eval_batch_size=100",
-    "callbacks=[model_checkpoint,hparams]",  # checkpoints and hparams, without the image callbacks' cost
+    "callbacks/each=[model_checkpoint,hparams]",  # checkpoints and hparams, without the image callbacks' cost
 ]
 SWEEP_DIR_PATTERN = re.compile(r"multirun/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$")
 
@@ -167,7 +167,7 @@ def test_a_failing_job_is_reported_and_leaves_the_others_untouched(
     sweep_dir = tmp_path / "sweep"
     done = run_cli(
         "vae_lab.train",
-        ["-m", "model.lr=1e6,1e-4", "model.latent_dim=2", *TINY, "callbacks=[model_checkpoint,nan_guard,hparams]",
+        ["-m", "model.lr=1e6,1e-4", "model.latent_dim=2", *TINY, "callbacks/each=[model_checkpoint,nan_guard,hparams]",
          f"paths.data_dir={mnist_data_dir}", f"hydra.sweep.dir={sweep_dir}"],
     )
     assert done.returncode == 1
@@ -220,12 +220,30 @@ def test_optuna_preset_composes_a_maximizing_search(tmp_path: Path) -> None:
     assert cfg.optimized_metric == "val/elbo" and cfg.hydra.mode == RunMode.MULTIRUN  # no -m needed
     assert cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"model.latent_dim", "model.lr", "data.batch_size"}
-    # The study lives in the sweep folder, so resume=<sweep dir> continues it (tests/test_sweep_resume.py runs one).
-    assert cfg.hydra.sweeper.storage.url == f"sqlite:///{cfg.hydra.sweep.dir}/optuna.db"
+    assert cfg.hydra.sweeper._target_ == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+
+
+@pytest.mark.parametrize(("preset", "plugin"), [("launcher=joblib", "hydra_plugins.hydra_joblib_launcher"),
+                                                ("hparams_search=vae_optuna", "hydra_plugins.hydra_optuna_sweeper")])
+def test_a_sweep_plugin_that_is_not_installed_names_the_extra(preset, plugin, tmp_path, monkeypatch, capsys) -> None:
+    # It used to read as a typo: "Could not find 'hydra/launcher/joblib'", with the presets that are installed.
+    import importlib.util
+
+    from vae_lab.resume import OneRunPerFolder
+
+    cfg = compose_config("train", [preset, f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == plugin else find_spec(name))
+    with pytest.raises(SystemExit) as exited:
+        OneRunPerFolder().on_multirun_start(cfg)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {plugin}.") and "vae_lab[sweeps]" in err and err.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -> None:
-    from vae_lab.sweep_outcome import SweepJob, parse_overrides, swept_keys
+    from vae_lab.report import SweepJob, parse_overrides, swept_keys
 
     def job(num: int, *overrides: str) -> SweepJob:
         return SweepJob(str(num), tmp_path / str(num), parse_overrides(list(overrides)), None, num)
@@ -236,16 +254,6 @@ def test_swept_keys_are_the_overrides_that_differ_between_jobs(tmp_path: Path) -
     assert swept_keys(jobs, searched=["data.batch_size", "model.lr"]) == ["model.latent_dim", "data.batch_size"]
     assert jobs[1].label(["model.latent_dim"]) == "job 1 (model.latent_dim=4)"
     assert jobs[0].status == "unfinished" and "no result.json" in jobs[0].error
-
-
-def test_threads_must_be_null_or_positive(tmp_path: Path) -> None:
-    from vae_lab.config_checks import check_config
-    from vae_lab.errors import VaeLabError
-    from vae_lab.train import TrainSettings
-
-    check_config(compose_config("train", ["threads=2"], tmp_path), TrainSettings)
-    with pytest.raises(VaeLabError, match=r"^threads=0 is not allowed; use null \(torch's default\)"):
-        check_config(compose_config("train", ["threads=0"], tmp_path), TrainSettings)
 
 
 def test_a_crashing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -2,6 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -46,6 +47,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_gpu_request_without_cuda_fails_at_once_in_one_sentence(tmp_path: Path) -> None:
     for number, override in enumerate(("trainer.accelerator=gpu", "accelerator=gpu")):
         run_dir = tmp_path / f"run{number}"
@@ -60,5 +62,6 @@ def test_gpu_request_without_cuda_fails_at_once_in_one_sentence(tmp_path: Path) 
 def test_help_lists_the_config_groups() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for group in ("accelerator:", "data:", "model:", "experiment:", "trainer:", "logger:", "callbacks:"):
+    for group in ("accelerator:", "data:", "model:", "experiment:", "trainer:", "logger:", "callbacks: default, none\n"
+                  ):
         assert group in result.stdout

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CONF_DIR, compose_config, small_train_overrides
-from vae_lab.checkpoints import warm_start
-from vae_lab.errors import VaeLabError
+from tests.conftest import compose_config, small_train_overrides
+from vae_lab.checkpoints import check_continues, warm_start
+from vae_lab.errors import ConfigError, VaeLabError
 from vae_lab.models.cvae import CVAE
-from vae_lab.preflight import check_command_line
-from vae_lab.train import TrainSettings, train
+from vae_lab.train import train
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +61,19 @@ def test_a_warm_start_from_the_runs_own_folder_is_refused(first_run: Path, mnist
 
 def test_a_checkpoint_of_another_size_or_no_file_is_refused_before_the_run(first_run: Path) -> None:
     with pytest.raises(VaeLabError) as refused:
-        check_command_line([f"warm_start_from={first_run}", "model.latent_dim=8"], CONF_DIR, "train", TrainSettings)
-    assert str(refused.value) == (
-        f"warm_start_from={first_run} does not hold the weights of this CVAE (wrong shape: encoder.dense.weight is "
-        "(100, 2304), not (16, 2304), encoder.dense.bias is (100,), not (16,), decoder.dense.weight is (1568, 50), "
-        "not (1568, 8)); warm-start from a checkpoint of the same model and size."
-    )
-    with pytest.raises(VaeLabError, match=r"^ckpt_path=\S+nope.ckpt does not exist; pass a .ckpt file"):
-        check_command_line([f"ckpt_path={first_run.parent / 'nope.ckpt'}"], CONF_DIR, "train", TrainSettings)
-    check_command_line([f"warm_start_from={first_run}"], CONF_DIR, "train", TrainSettings)  # the right size passes
+        warm_start(CVAE(latent_dim=8), first_run)
+    assert str(refused.value).startswith(f"warm_start_from={first_run} does not hold the weights of this CVAE")
+    assert "decoder.dense.weight is (1568, 50), not (1568, 8)" in str(refused.value)
+    with pytest.raises(VaeLabError, match=r"^ckpt_path=\S+nope.ckpt does not exist"):
+        check_continues(CVAE(), first_run.parent / "nope.ckpt", None)
+    warm_start(CVAE(), first_run)  # the right size passes
+
+
+def test_ckpt_path_at_a_finished_run_is_refused_not_reported_completed(first_run: Path, mnist_data_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    # It used to exit 0 with "run finished" and `completed`, having trained nothing and written no checkpoint.
+    cfg = compose_config("train", [*small_train_overrides(mnist_data_dir), "logger=none", f"ckpt_path={first_run}"],
+                         tmp_path)
+    with pytest.raises(ConfigError, match=r"^ckpt_path=\S+ has nothing to train: it has finished 1 epochs and "
+                                          r"trainer.max_epochs is 1; add trainer.max_epochs=N with N > 1\.$"):
+        train(cfg)

@@ -1,9 +1,20 @@
-"""vae_lab: train, sweep, watch and evaluate variational autoencoders on images.
-
-Kept import-light on purpose: `python -m vae_lab.train --help` must not pay for torch or Lightning.
-"""
-
+"""vae_lab: train, sweep, watch and evaluate variational autoencoders on images (import-light: no torch here)."""
 from pathlib import Path
+
+from omegaconf import OmegaConf
 
 __version__ = "0.1.0"
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # shipped with the package; the repo's conf/ links here
+
+
+def run_dir(resume: str | None, new: str) -> str:
+    """`hydra.run.dir` (conf/hydra/default.yaml): the run `resume=` names (a folder or its checkpoint), else `new`."""
+    if not resume:
+        return new
+    path = Path(resume).expanduser().resolve()
+    return str(path.parent.parent if path.suffix == ".ckpt" else path)
+
+
+# Registered on import, so that composing conf/train.yaml from Python (hydra.compose) resolves hydra.run.dir too.
+OmegaConf.register_new_resolver("vae_lab.run_dir", run_dir, replace=True)
+OmegaConf.register_new_resolver("vae_lab.output_subdir", lambda resume: None if resume else ".hydra", replace=True)

@@ -1,11 +1,8 @@
-"""Files that are either the old version or the whole new one, and a full or read-only disk said in one sentence.
+"""Files that are either the old version or the whole new one, and a full or read-only disk in one sentence.
 
-Every file vae_lab writes (checkpoints, metrics.json, result.json, images) goes through `atomic_write`: the bytes
-are made in memory, written to a temporary file in the same folder, fsync'ed, and `os.replace` swaps the file in
-one step (atomic on POSIX and Windows), so a kill or a full disk never leaves a 0-byte or half-written file.
-Writing the bytes ourselves also makes a full disk an `OSError` (ENOSPC) rather than torch's
-`RuntimeError: [enforce fail at inline_container.cc]`, and turns it into a `VaeLabError` naming the path.
-`check_writable` tries a folder before long work (an evaluation can take an hour), so nothing computed is lost.
+`atomic_write` makes the bytes in memory, writes them to a temporary file in the same folder, fsyncs it and swaps it
+in with `os.replace`, so a kill or a full disk never leaves a half-written file (and a full disk is an `OSError`
+naming the path, not torch's `enforce fail`). `check_writable` tries a folder before long work.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Checkpoint files: written atomically, read safely, and a trained model (and its test set) rebuilt from one alone.
+"""Checkpoint files: written atomically, read with `weights_only=True`, and a model rebuilt from one alone.
 
-`AtomicCheckpointIO` (conf/trainer/default.yaml) saves through `atomic_files.atomic_write`: Lightning's own writer
-goes through fsspec's temporary file in the system's temp folder, moved (copied, across filesystems) over the
-target, so a kill during a save can leave a corrupt `last.ckpt`. Every read is `torch.load(weights_only=True)`:
-tensors and plain values only, so a checkpoint from someone else cannot run code. `load_checkpoint` rebuilds the
-model from the class and hyper-parameters the file records, as `load_from_checkpoint(path, weights_only=True)`
-would, by hand so that every way a file can be wrong is one sentence naming the file and what to pass.
+`AtomicCheckpointIO` (conf/trainer/default.yaml) saves through `atomic_files.atomic_write` (Lightning's writer can
+leave a corrupt `last.ckpt` when killed mid-save). `load_checkpoint` is `load_from_checkpoint(weights_only=True)`
+by hand, so that every way a file can be wrong is one sentence naming the file and what to pass.
 """
 
 from __future__ import annotations
@@ -23,15 +20,12 @@ from hydra.utils import get_class
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from vae_lab.atomic_files import atomic_write
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import ConfigError, VaeLabError
 
 if TYPE_CHECKING:
     from vae_lab.models.vae import VAE
 
 WHAT_TO_PASS = "pass a .ckpt file written by `python -m vae_lab.train`, such as <run dir>/checkpoints/last.ckpt"
-# Checkpoints written before models were configurable hold a CVAE on MNIST, with speed options among its hparams.
-LEGACY = {"model": "vae_lab.models.cvae.CVAE", "data": "vae_lab.data.mnist.BinarizedMNIST"}
-REMOVED_HPARAMS = ("channels_last", "fused_adam", "compile")
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -48,10 +42,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, *args: Any, weights_only: bool | None = None, **kwargs: Any) -> dict[str, Any]:
         # weights_only unless a caller says otherwise: torch < 2.6 unpickles anything by default.
         return super().load_checkpoint(*args, weights_only=weights_only is not False, **kwargs)
-
-
-class CorruptCheckpoint(VaeLabError):
-    """A torch file that was cut short or damaged (a full disk, a copy that did not finish, a bad sector)."""
 
 
 class Checkpoint(NamedTuple):
@@ -78,7 +68,7 @@ def read_checkpoint_dict(path: Path, key: str = "ckpt_path") -> dict[str, Any]:
     except Exception as error:  # torch raises KeyError, EOFError, RuntimeError... on bad bytes
         with path.open("rb") as stream:
             if stream.read(4) == b"PK\x03\x04":  # a torch (zip) file whose end is missing or damaged
-                raise CorruptCheckpoint(f"{key}={path} is corrupt: a torch file that is truncated or damaged "
+                raise VaeLabError(f"{key}={path} is corrupt: a torch file that is truncated or damaged "
                                         "(torch.load cannot read it); use another checkpoint of its run, such as an "
                                         "epoch_NNN.ckpt beside it.") from error
         raise VaeLabError(f"{key}={path} is not a PyTorch checkpoint (torch.load cannot read it); "
@@ -114,28 +104,54 @@ def warm_start(model: VAE, ckpt_path: Path) -> None:
     model.load_state_dict(weights)
 
 
-def check_continues(model: VAE, ckpt_path: Path) -> None:
-    """Refuse, in one sentence, a `ckpt_path` whose weights do not fit the configured model (before training)."""
+def epochs_done(checkpoint: dict[str, Any]) -> int:
+    """Epochs the checkpoint has finished (Lightning saves `last.ckpt` after an epoch's validation)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return int(progress.get("processed", checkpoint.get("epoch", -1) + 1))
+
+
+def check_continues(model: VAE, ckpt_path: Path, max_epochs: int | None) -> None:
+    """Refuse, in one sentence, a `ckpt_path` whose weights do not fit the model or that has no epoch left to train
+    (`Trainer.fit` would return at once, and the run would read as completed)."""
     checkpoint = read_checkpoint_dict(ckpt_path)
     saved = checkpoint.get("hyper_parameters") or {}
     check_weights(model, checkpoint["state_dict"], f"ckpt_path={ckpt_path} holds a model with {saved} that does not "
                   f"fit this {type(model).__name__}", "continue it with its own config (resume=<its run dir>), or set "
                   "the model options to the checkpoint's")
+    done = epochs_done(checkpoint)
+    if isinstance(max_epochs, int) and 0 <= max_epochs <= done:
+        raise ConfigError(f"ckpt_path={ckpt_path} has nothing to train: it has finished {done} epochs and "
+                          f"trainer.max_epochs is {max_epochs}; add trainer.max_epochs=N with N > {done}.")
+
+
+def init_parameters(cls: type) -> list[str]:
+    """The keyword arguments `cls(...)` takes, following `**common` up to the base class that names them (VAE)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in klass.__dict__:
+            continue
+        parameters = list(inspect.signature(klass.__dict__["__init__"]).parameters.values())[1:]  # not self
+        names += [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return names
 
 
 def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
     """The model saved in `ckpt_path` and its run's data settings, or `VaeLabError` in one sentence."""
     path = Path(ckpt_path).expanduser()
     checkpoint = read_checkpoint_dict(path)
-    classes = {**LEGACY, **(checkpoint.get("vae_lab") or {})}
+    classes = checkpoint.get("vae_lab") or {}
+    if "model" not in classes:
+        raise VaeLabError(f"ckpt_path={path} records no model class (written before vae_lab 0.1's checkpoints named "
+                          f"theirs); {WHAT_TO_PASS}.")
     try:
         model_class = get_class(classes["model"])
     except Exception as error:
         raise VaeLabError(f"ckpt_path={path} holds a {classes['model']}, which cannot be imported here ({error}); "
                           "put its module on the Python path.") from error
-    hparams = {name: value for name, value in (checkpoint.get("hyper_parameters") or {}).items()
-               if name not in REMOVED_HPARAMS or "vae_lab" in checkpoint}
-    accepted = list(inspect.signature(model_class).parameters)
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    accepted = init_parameters(model_class)
     if not hparams or set(hparams) - set(accepted):
         raise VaeLabError(
             f"ckpt_path={path} is a checkpoint of another model: its hyper-parameters ({', '.join(hparams) or 'none'}) "
@@ -143,7 +159,7 @@ def load_checkpoint(ckpt_path: str | Path) -> Checkpoint:
         )
     try:
         model = model_class(**hparams)
-    except VaeLabError as error:
+    except (VaeLabError, TypeError) as error:  # TypeError: a keyword that `**common` does not take either
         raise VaeLabError(f"ckpt_path={path} holds hyper-parameters {model_class.__name__} refuses ({error}); "
                           f"{WHAT_TO_PASS}.") from error
     check_weights(model, checkpoint["state_dict"], f"ckpt_path={path} does not hold the weights of a "

@@ -1,11 +1,5 @@
-"""What vae_lab's entry points print: only messages a user can act on, and a closing block that says where it went.
-
-Where log lines go (once to the terminal, every line also to `<run dir>/train.log`, kept across resumes) is
-Hydra's job logging, `conf/hydra/job_logging/vae_lab.yaml`; this module holds what that file cannot say: the
-filter that drops Lightning's advertisement, Lightning's own handlers taken off (`import lightning` adds them
-whatever the logging config), the third-party warning silenced, and `print_end_block`, the last lines of every
-`train`, `evaluate`, `sample` and sweep.
-"""
+"""What the entry points print beyond Hydra's job logging (conf/hydra/job_logging/vae_lab.yaml): Lightning's lines
+once and without its advertisement, and `print_end_block`, the last lines of every command."""
 
 from __future__ import annotations
 
@@ -16,39 +10,17 @@ import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# Lightning >= 2.6 logs a "Tip" advertising its cloud logger once per Trainer: not something to act on.
-_ADVERTISEMENTS = ("litlogger",)
-
 
 class DropAdvertisements(logging.Filter):
-    """A handler filter (see the job logging config) that drops Lightning's product tips."""
+    """A handler filter that drops Lightning's "Tip" advertising its cloud logger (nothing to act on)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(word in message for word in _ADVERTISEMENTS)
-
-
-class BarSafeHandler(logging.StreamHandler):
-    """The terminal's log handler: writes through tqdm, which lifts the progress bar off the line first, so a line
-    logged during training (`Trainer.fit stopped: ...`) is not glued to the end of the bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        try:
-            tqdm.write(self.format(record), file=self.stream)
-            self.flush()
-        except Exception:  # as logging.StreamHandler does: report a broken handler, never raise into the run
-            self.handleError(record)
+        return "litlogger" not in record.getMessage()
 
 
 def log_lightning_once() -> None:
-    """Send Lightning's log lines only to the job logging's handlers (terminal and train.log), once each.
-
-    `import lightning` gives its loggers handlers of their own (always for `lightning`, and for `lightning.pytorch` /
-    `lightning.fabric` when imported before Hydra configured logging): each line was printed twice and missed
-    train.log. Call after Hydra configured logging, i.e. inside the task function.
-    """
+    """Send Lightning's log lines only to the job logging's handlers (terminal and train.log), once each: `import
+    lightning` gives its loggers handlers of their own. Call after Hydra configured logging."""
     import lightning  # noqa: F401  (its import adds the handlers; it must come first)
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -59,11 +31,7 @@ def log_lightning_once() -> None:
 
 
 def quiet_third_party_warnings() -> None:
-    """Silence warnings about code inside our dependencies, which a user of vae_lab cannot change.
-
-    Lightning 2.6's `utilities/_pytree.py` still calls torch's deprecated `LeafSpec` (torch >= 2.10 warns on every
-    fit); it is Lightning's to fix, and nothing changes for a user until it does.
-    """
+    """Lightning 2.6 calls torch's deprecated `LeafSpec` on every fit: Lightning's to fix, not a user's."""
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                             category=FutureWarning)
 
@@ -73,8 +41,8 @@ def print_end_block(heading: str, metrics: Mapping[str, object] | None = None, n
     """The closing lines of a command: `heading` (what ran and where it went), the final metrics, `notes` (files,
     follow-up commands) and, when `logdir` holds TensorBoard events, the command that opens them."""
     lines = [heading]
-    numbers = [f"{name} {_number(value)}" for name, value in (metrics or {}).items()
-               if isinstance(value, int | float) and not isinstance(value, bool)]
+    numbers = [f"{name} {value if isinstance(value, int) else f'{value:.4f}'}" for name, value in
+               (metrics or {}).items() if isinstance(value, int | float) and not isinstance(value, bool)]
     if numbers:
         lines += textwrap.wrap("   ".join(numbers), width=110, initial_indent="  ", subsequent_indent="  ",
                                break_long_words=False, break_on_hyphens=False)
@@ -88,7 +56,3 @@ def run_dir_of(ckpt_path: str | Path) -> Path:
     """The run folder a checkpoint belongs to (`<run>/checkpoints/x.ckpt` -> `<run>`), else the checkpoint's folder."""
     folder = Path(ckpt_path).expanduser().resolve().parent
     return folder.parent if folder.name == "checkpoints" else folder
-
-
-def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.4f}"

@@ -1,4 +1,4 @@
-"""The exceptions that reach users as one sentence instead of a traceback, and how they reach them."""
+"""The exceptions that reach users as one `error:` line instead of a traceback, and how they reach them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-USAGE_EXIT = 2  # bad command line or config, as argparse does; 1 stays for failures during a run
+USAGE_EXIT = 2  # a bad command line or config, as argparse does; 1 stays for failures during a run
 
 
 class VaeLabError(Exception):

@@ -1,13 +1,21 @@
 """`python -m vae_lab.evaluate ckpt_path=PATH [iwae_samples=5000] [num_images=N] [precision=32|bf16] [seed=S]`.
 
-Scores a checkpoint on the binarized MNIST test set with the numbers papers report: the single-sample ELBO
-(the tutorial's), the ELBO with the exact Gaussian KL, and the importance-weighted bound with k samples
-(Burda et al. 2016; k = 5000 estimates log p(x)), plus the number of active latent units. Every per-image metric
-comes with its standard error over the test images (`test/iwae_se`, ...), and the bound for k = 1, 10, 100, ... up
-to `iwae_samples` from the first k of the same samples (`test/iwae_k_curve`, drawn in `iwae_k_curve.png`). Prints a
-table and writes `metrics.json` beside the checkpoint (or into `output_dir`). The same seed gives the same numbers.
-`precision=bf16` (opt-in) runs the decoder under bfloat16 autocast, the log-likelihoods and bounds in float32:
-several times faster where the CPU has AMX, at a bias measured in the README ("Performance").
+Scores a checkpoint on its run's test set (built by the run's own data module, binarized as in training) with
+the numbers papers report, all from the model's own distributions through `model.log_weights(x, k)` (log p(x|z)
++ log p(z) - log q(z|x) for z ~ q(z|x), whatever its prior, posterior and likelihood):
+  test/elbo, test/recon, test/kl   the single-sample ELBO (the tutorial's, as `val/elbo`) and its terms
+  test/elbo_analytic, kl_analytic  the ELBO with KL(q || p) in closed form, where torch.distributions has one
+                                   (a standard-normal or Gaussian prior; not a VampPrior or a mixture)
+  test/iwae                        the importance-weighted bound with k = iwae_samples (Burda et al. 2016, eq. 8;
+                                   k = 5000 estimates log p(x)); test/iwae_k_curve: the bound for k = 1, 10, 100,
+                                   ... from the first k of the same draws (drawn in `iwae_k_curve.png`)
+  test/bpd, test/iwae_bpd          the ELBO and the IWAE bound in bits per dimension (the likelihood's own rule)
+  test/active_units                latent units whose posterior mean varies across the images (variance > 0.01)
+Every per-image metric comes with its standard error over the test images (`test/iwae_se`, ...). Prints a table
+and writes `metrics.json` beside the checkpoint (or into `output_dir`). The same seed (and batch_size and
+decode_batch, which set how the draws are grouped) gives the same numbers. `precision=bf16` (opt-in) runs the
+networks under bfloat16 autocast, the log-likelihoods and bounds in float32: several times faster where the CPU
+has AMX, at a bias measured in the README ("Performance").
 
 `evaluate(cfg)` is a plain function (tests call it); `main` is the thin Hydra wrapper. `final_test` is what
 `train` calls to score the held-out test set once training is over.
@@ -20,7 +28,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,13 +39,13 @@ from vae_lab import CONFIG_DIR
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
 from vae_lab.config_checks import Rule, Seed, Threads, between, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
-from vae_lab.errors import VaeLabError, exit_on_user_error
+from vae_lab.errors import ConfigError, exit_on_user_error
 from vae_lab.preflight import check_device, check_memory, run, set_threads
 
 if TYPE_CHECKING:
     import lightning as L
-    import torch
     from torch import Tensor
+    from torch.distributions import Distribution
 
     from vae_lab.models.vae import VAE
 
@@ -96,7 +103,7 @@ class Moments:
 
 def require_ckpt_path(cfg: DictConfig, command: str) -> str:
     if not cfg.get("ckpt_path"):
-        raise VaeLabError(f"ckpt_path is missing; run `python -m {command} ckpt_path=<run dir>/checkpoints/last.ckpt`.")
+        raise ConfigError(f"ckpt_path is missing; run `python -m {command} ckpt_path=<run dir>/checkpoints/last.ckpt`.")
     return str(cfg.ckpt_path)
 
 
@@ -113,28 +120,32 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     import torch
 
+    from vae_lab.callbacks.epoch_images import seeded
     from vae_lab.callbacks.posterior import count_active_units
     from vae_lab.checkpoints import load_checkpoint, test_batches
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model.to(device)
     # oneDNN's transposed convolutions run ~1.5x faster on channels-last weights on CPU; the math is unchanged.
-    model.decoder.to(memory_format=torch.channels_last)
-    generator = torch.Generator(device).manual_seed(cfg.seed)
+    decoder = getattr(model, "decoder", None)  # a hierarchical model may name its networks otherwise
+    if isinstance(decoder, torch.nn.Module):
+        decoder.to(memory_format=torch.channels_last)
     ks = curve_ks(cfg.iwae_samples)
+    bf16 = str(cfg.get("precision", 32)) == "bf16"
     moments: dict[str, Moments] = {}
     curve = {k: Moments() for k in ks}
     posterior_means, seen = [], 0
     expected = cfg.num_images or TEST_SIZE
-    decode = reduced_precision_decoder(model, device) if str(cfg.get("precision", 32)) == "bf16" else model.decode
-    with torch.inference_mode():
+    # Every draw (z ~ q(z|x) inside the model) comes from torch's global stream, seeded here and restored after.
+    with seeded(cfg.seed, device), torch.inference_mode():
         for x, _ in test_batches(checkpoint, cfg.paths.data_dir, cfg.batch_size, cfg.num_images):
-            scores, bounds, mean = score_batch(model, x.to(device), ks, cfg.decode_batch, generator, decode)
+            x = x.to(device)
+            scores, bounds = score_batch(model, x, ks, max(1, cfg.decode_batch // len(x)), bf16)
             for name, values in scores.items():
                 moments.setdefault(name, Moments()).add(values)
             for k, values in bounds.items():
                 curve[k].add(values)
-            posterior_means.append(mean.double().cpu())
+            posterior_means.append(model.posterior_mean(x).double().cpu())
             seen += len(x)
             report_progress(seen - len(x), seen, expected, time.perf_counter() - started)
     variances = torch.cat(posterior_means).var(dim=0, correction=0)
@@ -164,44 +175,50 @@ def finite_or_none(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def reduced_precision_decoder(model: VAE, device: torch.device | str) -> Callable[[Tensor], Tensor]:
-    """`model.decode` under bfloat16 autocast, its logits back in float32 (the bounds are computed in float32)."""
+def score_batch(model: VAE, x: Tensor, ks: tuple[int, ...], samples_per_call: int, bf16: bool = False
+                ) -> tuple[dict[str, Tensor], dict[int, Tensor]]:
+    """Per-image scores of one batch (in table order) and the IWAE bound for each k of `ks`, all from the model's
+    own distributions: q = encode(x) once, then max(ks) draws z ~ q of log p(x|z) + log p(z) - log q(z|x), taken
+    `samples_per_call` at a time (`log_weights`). The first draw is also the ELBO and its terms (`recon`, `kl`);
+    the bound for k uses the first k draws (nested). `bf16`: the draws' networks under bfloat16 autocast (the
+    likelihood and prior score in float32). Draws come from torch's global random stream."""
     import torch
 
-    def decode(z: Tensor) -> Tensor:
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            return model.decode(z).float()
+    from vae_lab.objectives import nested_iwae_bounds
 
-    return decode
+    q = model.encode(x)
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16)
+    with autocast:
+        log_px, log_pz, log_qz, _ = model.log_weight_terms(x, 1, posterior=q)
+    first = [(log_px + log_pz - log_qz).float()]
+
+    def log_weights(count: int) -> Tensor:
+        drawn = [first.pop()] if first else []  # the ELBO's draw opens the sequence the bounds nest over
+        if count > len(drawn):
+            with autocast:
+                drawn.append(model.log_weights(x, count - len(drawn), posterior=q).float())
+        return torch.cat(drawn)
+
+    elbo, recon, kl = (log_px + log_pz - log_qz)[0].float(), log_px[0].float(), (log_qz - log_pz)[0].float()
+    bounds = nested_iwae_bounds(log_weights, ks, samples_per_call, len(x), like=elbo)
+    num_dims = math.prod(model.image_shape)
+    scores = {"elbo": elbo, "iwae": bounds[max(ks)], "recon": recon, "kl": kl,
+              "bpd": model.likelihood.bits_per_dim(elbo, num_dims),
+              "iwae_bpd": model.likelihood.bits_per_dim(bounds[max(ks)], num_dims)}
+    exact_kl = closed_form_kl(model, q)
+    if exact_kl is not None:  # same z: the two ELBOs differ only in how the KL is computed
+        scores.update(elbo_analytic=recon - exact_kl, kl_analytic=exact_kl)
+    return scores, bounds
 
 
-def score_batch(model: VAE, x: Tensor, ks: tuple[int, ...], decode_batch: int, generator: torch.Generator,
-                decode: Callable[[Tensor], Tensor] | None = None
-                ) -> tuple[dict[str, Tensor], dict[int, Tensor], Tensor]:
-    """Per-image bounds for one batch (in table order), the IWAE bound for each k of `ks` (nested subsets of the
-    max(ks) samples, decoded by `decode`, default `model.decode`) and the posterior means; draws all noise from
-    `generator`."""
-    import torch
+def closed_form_kl(model: VAE, q: Distribution) -> Tensor | None:
+    """KL(q(z|x) || p(z)) per image where torch.distributions registers a closed form for the pair, else None."""
+    from torch.distributions import kl_divergence
 
-    from vae_lab.objectives import analytic_elbo, monte_carlo_elbo, nested_importance_weighted_bounds, reparameterize
-
-    mean, logvar = model.encode(x)
-
-    def draw_noise(count: int) -> Tensor:
-        # One draw of (B, D) per sample: torch's CPU normal sampler fills blocks of 16 values, so a single draw of
-        # (count, B, D) would give other numbers when count (decode_batch) changes. Per-sample draws do not.
-        return torch.stack([torch.randn(mean.shape, generator=generator, device=mean.device) for _ in range(count)])
-
-    z = reparameterize(mean, logvar, draw_noise(1)[0])
-    logits = model.decode(z)
-    single = monte_carlo_elbo(x, logits, z, mean, logvar)
-    exact = analytic_elbo(x, logits, mean, logvar)  # same z: the two ELBOs differ only in how the KL is computed
-    bounds = nested_importance_weighted_bounds(x, mean, logvar, decode or model.decode, ks,
-                                               max(1, decode_batch // len(x)),
-                                               draw_noise)
-    scores = {"elbo": single.elbo, "elbo_analytic": exact.elbo, "iwae": bounds[max(ks)], "recon": single.recon,
-              "kl": single.kl, "kl_analytic": exact.kl}
-    return scores, bounds, mean
+    try:
+        return kl_divergence(q, model.prior.distribution()).float()
+    except NotImplementedError:
+        return None
 
 
 def report_progress(before: int, seen: int, expected: int, elapsed: float) -> None:

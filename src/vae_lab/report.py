@@ -1,7 +1,7 @@
 """`python -m vae_lab.report FOLDER...`: one table and one figure that compare runs, a sweep's jobs, or several sweeps.
 
 Each FOLDER is a run (`outputs/<date>/<time>`), a sweep (`multirun/<date>/<time>`), or a folder of either, as
-many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into their common parent; or `--out`)
+many as you like (`outputs/2026-12-01/*`). Writes into the folder (with several, into `--out DIR`, which they then need)
 `report.csv` and `report.md` (a row per job, best first, then the failed and unfinished ones with their error),
 `report.png` (final metric against each swept value; curves per epoch from TensorBoard events or the CSV log) and,
 when `model.beta` or `model.latent_dim` is swept, `rate_distortion.png` (Alemi et al., 2018). When `seed` is swept,
@@ -14,38 +14,156 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import statistics
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
-from vae_lab.errors import VaeLabError, print_error
-from vae_lab.sweep_outcome import (
-    COMPLETED,
-    METRIC,
-    SEED,
-    SweepJob,
-    find_jobs,
-    lower_is_better,
-    ranked,
-    setting,
-    stats,
-    sweep_counts,
-    swept_keys,
-)
+from vae_lab.errors import ConfigError, VaeLabError, print_error
+from vae_lab.sweep_outcome import COMPLETED, FAILED, INTERRUPTED, JobResult, read_result
 
+METRIC = "val/elbo"  # what sweeps are ranked by, unless told otherwise
+# Metric names ending so rank lower first (durations `_s` and standard errors `_se` too); the rest higher first.
+LOWER_IS_BETTER = ("kl", "loss", "nll", "bpd")
+SEED = "seed"  # the key whose values repeat a setting rather than change it
+UNFINISHED = "unfinished"  # no result.json
+_ABSENT = object()
 OPTUNA_RESULTS = "optimization_results.yaml"
 RATE_DISTORTION_KEYS = ("model.beta", "model.latent_dim")
 MAX_LEGEND_ENTRIES = 12
+
+
+@dataclass(frozen=True)
+class SweepJob:
+    name: str  # its folder relative to the folders' common parent: "3" in one sweep, "07-52-42-140192/3" in several
+    dir: Path
+    overrides: dict[str, str]  # override key (without +/++) -> value as written, e.g. "model.latent_dim" -> "2"
+    result: JobResult | None
+    num: int = 0  # Hydra's job number within its sweep (0 for a single run)
+
+    @property
+    def status(self) -> str:
+        return self.result.status if self.result else UNFINISHED
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error if self.result else "no result.json: the job crashed, was killed or is still running"
+
+    @cached_property
+    def metrics(self) -> dict[str, float]:
+        """Its final metrics, and the `test/` ones `vae_lab.evaluate` wrote into `<job>/checkpoints/metrics.json`."""
+        try:
+            evaluated = json.loads((self.dir / "checkpoints" / "metrics.json").read_text())
+        except (OSError, ValueError):  # none, or half-written by an evaluation still running: not a result
+            evaluated = {}
+        return {**(self.result.metrics if self.result else {}), **{
+            name: value for name, value in evaluated.items()
+            if name.startswith("test/") and isinstance(value, int | float) and not isinstance(value, bool)}}
+
+    def label(self, keys: list[str]) -> str:
+        """`job 1 (model.latent_dim=4)`: the job's name and its values of `keys`."""
+        values = setting(self, keys)
+        return f"job {self.name} ({values})" if values else f"job {self.name}"
+
+
+def find_jobs(*folders: Path) -> list[SweepJob]:
+    """Every job in or below `folders`, ordered by folder and job number; a key that only some jobs override is
+    filled in for the others from their `.hydra/config.yaml` (or config-group choice)."""
+    job_dirs = sorted({path.parent.parent.resolve() for folder in folders
+                       for path in Path(folder).glob("**/.hydra/overrides.yaml")})
+    if not job_dirs:
+        return []
+    root = Path(os.path.commonpath(job_dirs)) if len(job_dirs) > 1 else job_dirs[0].parent
+    overrides = {job_dir: parse_overrides(OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra/overrides.yaml")))
+                 for job_dir in job_dirs}  # to_container: as written, ${...} unresolved
+    keys = dict.fromkeys(key for found in overrides.values() for key in found)
+    jobs = []
+    for job_dir, found in overrides.items():
+        hydra_file = job_dir / ".hydra" / "hydra.yaml"
+        hydra = OmegaConf.load(hydra_file) if hydra_file.is_file() else OmegaConf.create()
+        num = OmegaConf.select(hydra, "hydra.job.num")
+        filled = {key: _config_value(job_dir, hydra, key) for key in keys if key not in found}
+        jobs.append(SweepJob(job_dir.relative_to(root).as_posix(), job_dir, {**found, **filled}, read_result(job_dir),
+                             int(num) if num is not None else 0))
+    return sorted(jobs, key=lambda job: (job.dir.parent.as_posix(), job.num, job.name))
+
+
+def _config_value(job_dir: Path, hydra: DictConfig, key: str) -> str:
+    """The job's value of `key` as an override would spell it: from its config, else its config-group choice."""
+    try:
+        value = OmegaConf.select(OmegaConf.load(job_dir / ".hydra" / "config.yaml"), key, default=_ABSENT)
+    except Exception:  # no config, or an interpolation only Hydra can resolve, like ${hydra:runtime.output_dir}
+        value = _ABSENT
+    if value is not _ABSENT and not OmegaConf.is_config(value):
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    choice = OmegaConf.select(hydra, f"hydra.runtime.choices.{key}")
+    return "" if choice is None else str(choice)
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """`["++trainer.max_epochs=1", "model=cvae"]` -> `{"trainer.max_epochs": "1", "model": "cvae"}`."""
+    return {key.lstrip("+~"): value for key, _, value in (override.partition("=") for override in overrides)}
+
+
+def swept_keys(jobs: list[SweepJob], searched: list[str] | None = None) -> list[str]:
+    """Override keys whose values differ between jobs, plus the `searched` ones (default: `hydra.sweeper.params`)."""
+    if searched is None and jobs and (jobs[0].dir / ".hydra" / "hydra.yaml").is_file():
+        searched = list(OmegaConf.select(OmegaConf.load(jobs[0].dir / ".hydra" / "hydra.yaml"),
+                                         "hydra.sweeper.params", default=None) or [])
+    keys = list(dict.fromkeys(key for job in jobs for key in job.overrides))
+    varying = [key for key in keys if len({job.overrides.get(key) for job in jobs}) > 1]
+    return varying + [key for key in searched or () if key in keys and key not in varying]
+
+
+def setting(job: SweepJob, keys: list[str]) -> str:
+    """`model.latent_dim=2 model.lr=0.001`: the job's values of `keys`."""
+    return " ".join(f"{key}={job.overrides[key]}" for key in keys if key in job.overrides)
+
+
+def sweep_counts(jobs: list[SweepJob]) -> str:
+    """`3 jobs: 2 completed, 1 failed`."""
+    statuses = (COMPLETED, FAILED, INTERRUPTED, UNFINISHED)
+    parts = [f"{count} {status}" for status in statuses if (count := sum(job.status == status for job in jobs))]
+    return f"{len(jobs)} job{'s' * (len(jobs) != 1)}: " + ", ".join(parts)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` ranks first (see LOWER_IS_BETTER)."""
+    name = metric.rsplit("/", 1)[-1]
+    return name.endswith("_se") or "_per_" not in name and (name.endswith("_s") or name in LOWER_IS_BETTER)
+
+
+def stats(jobs: list[SweepJob], metric: str) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (nan below 2 values) and n of `metric` over the completed jobs with a finite
+    value (a failed or diverged seed counts in a setting's jobs, not in its n)."""
+    values = [job.metrics.get(metric, math.nan) for job in jobs if job.status == COMPLETED]
+    values = [value for value in values if math.isfinite(value)]
+    mean = statistics.fmean(values) if values else math.nan
+    return mean, statistics.stdev(values) if len(values) > 1 else math.nan, len(values)
+
+
+def ranked(items: list, metric: str) -> list:
+    """Jobs, or settings (lists of jobs), by their mean finite `metric`, best first; those without one last."""
+    sign = 1 if lower_is_better(metric) else -1
+
+    def key(item: SweepJob | list[SweepJob]) -> float:
+        mean = stats(item if isinstance(item, list) else [item], metric)[0]
+        return math.inf if math.isnan(mean) else sign * mean
+
+    return sorted(items, key=key)
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+", metavar="FOLDER",
                         help="runs or sweeps, e.g. multirun/2026-01-31/12-00-00-123456 or outputs/2026-01-31/*")
     parser.add_argument("--out", type=Path, default=None,
-                        help="where to write the report (default: the folder, or the folders' common parent)")
+                        help="where to write the report (default: the one FOLDER; needed with several)")
     parser.add_argument("--metric", default=METRIC,
                         help=f"the metric to sort and plot by, best first (default: {METRIC})")
     parser.add_argument("--columns", default=None, metavar="NAME,NAME",
@@ -63,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         written = write_report(args.folders, args.out, args.metric, args.columns.split(",") if args.columns else None)
     except VaeLabError as error:
         print_error(error)
-        return 1
+        return error.exit_code
     print("\n".join(str(path) for path in written))
     return 0
 
@@ -93,7 +211,10 @@ def write_report(folders: list[Path], out_dir: Path | None = None, metric: str =
     if unknown:
         raise VaeLabError(f"--columns {','.join(unknown)}: no job recorded {'it' if len(unknown) == 1 else 'them'}; "
                           f"use names from {', '.join(recorded)}.")
-    out_dir = Path(out_dir or (folders[0] if len(folders) == 1 else os.path.commonpath([f.resolve() for f in folders])))
+    if out_dir is None and len(folders) > 1:  # their common parent may hold a file of the user's own named report.md
+        raise ConfigError(f"{len(folders)} folders make one report, which needs a folder of its own; add --out DIR "
+                          "(created if missing).")
+    out_dir = Path(out_dir or folders[0])
     check_writable(out_dir)  # one sentence for a read-only or full folder, before reading every job
     keys = swept_keys(jobs)
     seeded = SEED in keys
@@ -115,7 +236,7 @@ def write_report(folders: list[Path], out_dir: Path | None = None, metric: str =
                 f"{', '.join(f'`{key}`' for key in group_keys) or 'the other keys'}, each over seeds {seeds}: mean ± "
                 "sample standard deviation over the n completed jobs with a finite value (a cell's own n is shown "
                 f"where it differs). Sorted by mean `{metric}`")
-    title = f"`{folders[0]}`" if len(folders) == 1 else f"{len(folders)} folders under `{out_dir}`"
+    title = ", ".join(f"`{folder}`" for folder in folders)  # what was reported on, not where it was written
     lines = [f"# Sweep report: {title}", "", f"{sweep_counts(jobs)}. {what}, {order}.", ""]
     mean, sd, n = stats(best_first[0], metric)
     if n:

@@ -1,10 +1,11 @@
-"""`python -m vae_lab.sample ckpt_path=PATH [n=64] [binary=true] [interpolate=[i,j]] [output_dir=DIR] [seed=S]`.
+"""`python -m vae_lab.sample ckpt_path=PATH [n=64] [draw=true] [interpolate=[i,j]] [output_dir=DIR] [seed=S]`.
 
-Draws z ~ N(0, I), decodes it with the checkpoint's decoder and writes a grid PNG (`samples.png`, beside the
-checkpoint by default) of pixel probabilities, or of one Bernoulli draw per pixel with `binary=true` (the
-interpolation too). With
-`interpolate=[i,j]` it also writes `interpolation.png`: test images i and j at the ends of a row of decodings
-along the straight line between their posterior means.
+Draws n images from the checkpoint's model, `model.sample(n)`: z ~ its own prior (standard normal, mixture,
+VampPrior, ...) and the likelihood's mean at z, or with `draw=true` one draw from p(x|z) (for Bernoulli pixels,
+binary images). Writes a grid PNG (`samples.png`, beside the checkpoint by default), enlarged to a readable size.
+With `interpolate=[i,j]` it also writes `interpolation.png`: test images i and j at the ends of a row of images
+decoded (`decode_mean`, or drawn with `draw=true`) along the straight line between their posterior means
+(`posterior_mean`). The same seed gives the same pictures.
 
 `sample(cfg)` is a plain function (tests call it); `main` is the thin Hydra wrapper.
 """
@@ -40,7 +41,7 @@ class SampleSettings:
 
     n: Annotated[int, positive(64)] = 64
     steps: Annotated[int, Rule(lambda v: v >= 2, "an integer of 2 or more like 10 (both ends are included)")] = 10
-    binary: bool = False
+    draw: bool = False
     interpolate: Annotated[Any, Rule(_is_index_pair, f"null or two test-image indices from 0 to {TEST_SIZE - 1}, "
                                                      "like interpolate=[0,1]")] = None
     output_dir: OutputDir = None
@@ -57,37 +58,37 @@ def sample(cfg: DictConfig) -> list[Path]:
     pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))
 
     import torch
-    from torchvision.utils import save_image
+    from torchvision.utils import make_grid, save_image
 
+    from vae_lab.callbacks.epoch_images import readable, seeded
     from vae_lab.checkpoints import load_checkpoint, test_batches
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model
-    generator = torch.Generator().manual_seed(cfg.seed)
     output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
     check_writable(output_dir)
-    z = torch.randn(cfg.n, model.hparams.latent_dim, generator=generator)
-    images = model.sample(z)
-    if cfg.binary:
-        images = torch.bernoulli(images, generator=generator)
-    written = [output_dir / "samples.png"]
-    atomic_write(written[0], lambda stream: save_image(images, stream, format="png", nrow=math.ceil(math.sqrt(cfg.n)),
-                                                       padding=2, pad_value=0.5))
-    if pair is not None:
-        last = max(pair) + 1
-        test_images = torch.cat([x for x, _ in test_batches(checkpoint, cfg.paths.data_dir,
-                                                                   batch_size=1000, num_images=last)])
-        ends = test_images[list(pair)]
-        with torch.no_grad():
-            mean, _ = model.encode(ends)
-        weights = torch.linspace(0.0, 1.0, cfg.steps).unsqueeze(1)
-        path_images = model.sample((1 - weights) * mean[0] + weights * mean[1])
-        if cfg.binary:  # the same kind of picture as samples.png: one Bernoulli draw per pixel
-            path_images = torch.bernoulli(path_images, generator=generator)
-        row = torch.cat([ends[:1], path_images, ends[1:]])
-        written.append(output_dir / "interpolation.png")
-        atomic_write(written[1], lambda stream: save_image(row, stream, format="png", nrow=len(row), padding=2,
-                                                           pad_value=0.5))
+
+    def pictures(z: torch.Tensor) -> torch.Tensor:
+        """The likelihood's mean at z, or one draw from p(x|z) with draw=true (kept in [0, 1] for the PNG)."""
+        return model.decode(z).sample().clamp(0, 1) if cfg.draw else model.decode_mean(z)
+
+    def write(path: Path, images: torch.Tensor, nrow: int) -> Path:
+        grid = make_grid(images.float(), nrow=nrow, padding=2, pad_value=0.5)
+        atomic_write(path, lambda stream: save_image(readable(grid), stream, format="png"))
+        return path
+
+    with seeded(cfg.seed), torch.no_grad():  # the model's own draws, from torch's stream seeded here
+        images = pictures(model.prior.sample(cfg.n))
+        written = [write(output_dir / "samples.png", images, math.ceil(math.sqrt(cfg.n)))]
+        if pair is not None:
+            last = max(pair) + 1
+            test_images = torch.cat([x for x, _ in test_batches(checkpoint, cfg.paths.data_dir,
+                                                                       batch_size=1000, num_images=last)])
+            ends = test_images[list(pair)]
+            codes = model.posterior_mean(ends)
+            weights = torch.linspace(0.0, 1.0, cfg.steps).unsqueeze(1)
+            row = torch.cat([ends[:1], pictures((1 - weights) * codes[0] + weights * codes[1]), ends[1:]])
+            written.append(write(output_dir / "interpolation.png", row, len(row)))
     return written
 
 

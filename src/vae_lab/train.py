@@ -1,101 +1,81 @@
-"""`python -m vae_lab.train [overrides]`: compose the config with Hydra and fit the model with Lightning.
+"""`python -m vae_lab.train [overrides]`: compose the config with Hydra (once) and fit the model with Lightning.
 
-`train(cfg)` is a plain function (tests call it with a composed config); `main` is the thin Hydra wrapper
-that turns a `VaeLabError` into one sentence on stderr and a non-zero exit.
+`train(cfg)` is a plain function (tests call it with a composed config); `main` is the `@hydra.main` wrapper: it
+turns `resume=` into the job to run, records the outcome in `result.json`, turns a `VaeLabError` into one `error:`
+line and its exit code, and prints the closing block.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
-from vae_lab.config_checks import Seed, Threads, build
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
 from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
-from vae_lab.preflight import run, set_threads
+from vae_lab.preflight import check_device, check_memory, set_threads
+from vae_lab.resume import continue_job, resumed_config
+
+MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """The root keys of conf/train.yaml and what each accepts (model, data, callbacks... by their own classes)."""
+def build(node: DictConfig, key: str, /, **kwargs: object) -> object:
+    """`hydra.utils.instantiate(node)`; a constructor's refusal of its values becomes one `ConfigError` naming `key`."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    seed: Seed = 42
-    threads: Threads = None
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, VaeLabError):
+            raise cause from None
+        if cause is None or isinstance(cause, (TypeError, ValueError, ImportError, MisconfigurationException)):
+            raise ConfigError(f"{key}: {' '.join(str(cause or error).split())}") from error  # one line
+        raise
 
 
-def instantiate_group(group_cfg: DictConfig | None, group: str | None = None) -> list:
-    """Instantiate every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
-    if not group_cfg:
-        return []
-    return [build(entry, group and f"{group}.{name}") for name, entry in group_cfg.items()
+def instantiate_group(group_cfg: DictConfig | None, group: str) -> list:
+    """Every `_target_` entry of a group like `callbacks` or `logger` (a mapping of name -> cfg)."""
+    return [build(entry, f"{group}.{name}") for name, entry in (group_cfg or {}).items()
             if entry and "_target_" in entry]
 
 
-def switched_off(callback: object, trainer_cfg: DictConfig) -> bool:
-    """A progress bar or model summary from conf/callbacks/ that `trainer.enable_progress_bar=false` or
-    `trainer.enable_model_summary=false` turns off: Lightning refuses the first and would still print the second."""
-    from lightning.pytorch.callbacks import ModelSummary, ProgressBar
-
-    return (isinstance(callback, ProgressBar) and trainer_cfg.get("enable_progress_bar") is False) or (
-        isinstance(callback, ModelSummary) and trainer_cfg.get("enable_model_summary") is False)
-
-
-def check_image_shape(model: object, datamodule: object) -> None:
-    """Refuse data whose images the model cannot take, in one sentence, before training starts."""
-    wanted, found = tuple(model.image_shape), tuple(datamodule.image_shape)
-    if wanted != found:
-        raise VaeLabError(
-            f"the data's images are {'x'.join(map(str, found))} (channels x height x width) but "
-            f"{type(model).__name__} takes {'x'.join(map(str, wanted))}; use model=mlp_vae with "
-            f"model.image_shape=[{','.join(map(str, found))}], or images of that size."
-        )
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats.
-
-    The model, data and callbacks check their own values as they are built; the command line checked the rest of
-    `cfg` before Hydra made the run's folder (from Python: `config_checks.check_config(cfg, TrainSettings)`).
-    """
-    if cfg.get("resume"):  # the command line turns resume=X into the run's own config; train() never sees it
-        raise ConfigError(
-            f"resume={cfg.resume} works on the command line only (python -m vae_lab.train resume=<run dir>); "
-            "from Python, compose the run's .hydra/config.yaml and set ckpt_path to its checkpoints/last.ckpt."
-        )
-
+    """Fit the model described by `cfg`; return the final logged metrics (e.g. `val/elbo`) as floats."""
     import lightning as L
 
+    seed, test_after_fit = cfg.seed, cfg.get("test_after_fit", "auto")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed={seed!r} is not allowed; use an integer from 0 to {MAX_SEED}.")
+    if test_after_fit not in ("auto", True, False):
+        raise ConfigError(f"test_after_fit={test_after_fit!r} is not allowed; use auto, true or false.")
     set_threads(cfg.get("threads"))  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
-
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    check_memory(cfg)  # a size the kernel would kill the process for
+    check_device("trainer.accelerator", str(cfg.trainer.get("accelerator", "auto")))  # a sentence, not Lightning's
+    L.seed_everything(seed, workers=True, verbose=False)
     datamodule = build(cfg.data, "data")
     model = build(cfg.model, "model")
-    check_image_shape(model, datamodule)
-    callbacks = [callback for callback in instantiate_group(cfg.get("callbacks"), "callbacks")
-                 if not switched_off(callback, cfg.trainer)]
+    model.check_data(datamodule)  # the data's shape and values suit the model and its likelihood
+    callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
-    # Without a model_checkpoint callback (callbacks=none, ~callbacks.model_checkpoint) there are no checkpoints:
-    # Lightning would otherwise add its own, in a folder and under a name that resume= does not know.
+    # Without a ModelCheckpoint (callbacks=none) there are no checkpoints: Lightning would otherwise add its own, in a
+    # folder and under a name that resume= does not know.
     checkpointing = {} if "enable_checkpointing" in cfg.trainer else {
         "enable_checkpointing": any(isinstance(callback, L.pytorch.callbacks.ModelCheckpoint) for callback in callbacks)
     }
-    # conf/callbacks/model_summary.yaml's summary (no FLOPs column of zeros) replaces the one Lightning would add; False
-    # stops Lightning adding it, and saying so.
-    summary = {"enable_model_summary": False} if any(
-        isinstance(callback, L.pytorch.callbacks.ModelSummary) for callback in callbacks) else {}
-    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **checkpointing, **summary)
+    trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **checkpointing)
     ckpt_path = cfg.get("ckpt_path")
     if cfg.get("warm_start_from"):  # the weights only, as a new run
         from vae_lab.checkpoints import warm_start
 
         source = Path(cfg.warm_start_from).expanduser().resolve()
         if Path(cfg.paths.output_dir).resolve() in source.parents:
-            raise VaeLabError(
+            raise ConfigError(
                 f"warm_start_from={cfg.warm_start_from} is a checkpoint of this run's own folder, but a warm start "
                 "is a new run from its weights (epoch 0, overwriting this folder's grids and checkpoints); to "
                 "continue the run, use resume=<run dir> or ckpt_path=<its last.ckpt>."
@@ -104,12 +84,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if ckpt_path:  # Lightning's meaning: the whole training state (weights, optimizer, loops, callbacks)
         from vae_lab.checkpoints import check_continues
 
-        check_continues(model, Path(ckpt_path).expanduser())
+        check_continues(model, Path(ckpt_path).expanduser(), cfg.trainer.get("max_epochs"))
     started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path or None)
     metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
     metrics["perf/fit_s"] = time.perf_counter() - started  # wall time in fit (a resumed run: since it resumed)
-    if cfg.data.get("val_size", 0) > 0:  # the test set was held out from validation: score it once, now
+    if test_after_fit is True or (test_after_fit == "auto" and cfg.data.get("val_size", 0) > 0):
         from vae_lab.evaluate import final_test
 
         metrics.update(final_test(trainer, datamodule, Path(cfg.paths.output_dir)))
@@ -118,11 +98,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from vae_lab.resume import continue_job
     from vae_lab.sweep_outcome import in_sweep, is_rank_zero, run_recorded
 
     log_lightning_once()
     quiet_third_party_warnings()
+    if cfg.get("resume"):  # refused before the run's own result.json could be overwritten
+        cfg = exit_on_user_error(resumed_config, cfg)
     # A resumed sweep's job: its recorded metrics if it completed, else it continues its own last.ckpt.
     metrics = continue_job(cfg) if in_sweep() else None
     if metrics is None:  # run_recorded writes <run dir>/result.json; in a sweep, a failing job fails only itself.
@@ -137,4 +118,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    run(main, CONFIG_DIR, "train", TrainSettings)  # checks the command line before Hydra creates a run directory
+    main()

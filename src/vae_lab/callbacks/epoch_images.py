@@ -2,14 +2,19 @@
 
 Step numbers count finished epochs, so step 0 is the untrained model (the tutorial's `image_at_epoch_0000`),
 and step e + 1 is drawn when epoch e (0-based) ends. Each picture is saved as a PNG in `dirpath` (also when
-TensorBoard is off) and logged to TensorBoard at that step when a TensorBoardLogger is present.
+TensorBoard is off), enlarged without blurring (nearest neighbour) so that its longer side is at least
+`READABLE_PX` (the tutorial's grids are ~400 px; 4 x 4 MNIST digits are 122), and logged to TensorBoard at its
+own size at that step when a TensorBoardLogger is present. Colour images stay colour.
 
-Rendering draws no global random numbers (fixed tensors, own generators, an exact SVD), so it does not shift
-the random stream the training itself uses.
+Rendering does not shift the random stream the training itself uses: draws from the model (its prior's
+`sample`) happen inside `seeded`, which restores torch's stream afterwards; the rest draws nothing.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +31,25 @@ from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 from vae_lab.config_checks import check_arguments, positive
 from vae_lab.errors import VaeLabError
+
+READABLE_PX = 400  # the longer side of a saved grid, at least
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Torch's global random stream (CPU and every CUDA device) seeded with `seed` inside, restored on exit: the
+    model's own `prior.sample(n)` and `rsample` draw the same numbers each time, and the caller's stream (the
+    training's, a resumed run's) goes on as if nothing had been drawn."""
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()), device_type="cuda"):
+        torch.manual_seed(seed)
+        yield
+
+
+def readable(image: Tensor, min_side: int = READABLE_PX) -> Tensor:
+    """A (C, H, W) image enlarged by a whole factor (each pixel a square block) until its longer side is at least
+    `min_side`: sharp pixels, and the original back by taking every factor-th pixel."""
+    factor = max(1, math.ceil(min_side / max(image.shape[-2:])))
+    return image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1) if factor > 1 else image
 
 
 def figure_image(figure: Figure) -> Tensor:
@@ -91,9 +115,10 @@ class EpochImageCallback(Callback):
         return directory
 
     def save_grid(self, trainer: L.Trainer, grid: Tensor, tag: str, filename: str, step: int) -> Path:
-        """Save a (3, H, W) image in [0, 1] as `filename` and log it to TensorBoard under `tag` at `step`."""
+        """Save a (C, H, W) image in [0, 1] as `filename`, enlarged to a readable size (`readable`), and log it to
+        TensorBoard under `tag` at `step` at its own size."""
         path = self.output_dir(trainer) / filename
-        atomic_write(path, lambda stream: save_image(grid, stream, format="png"))  # never a half-written PNG
+        atomic_write(path, lambda stream: save_image(readable(grid), stream, format="png"))  # never half-written
         writer = tensorboard_writer(trainer)
         if writer is not None:
             writer.add_image(tag, grid, global_step=step)

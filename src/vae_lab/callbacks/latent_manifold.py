@@ -1,4 +1,4 @@
-"""What the latent space looks like: decoded quantile grid (latent_dim = 2) and validation means by digit."""
+"""What the latent space looks like: decoded quantile grid (2-D standard-normal prior) and validation means by label."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, figure_image, validation_images
 from vae_lab.config_checks import check_arguments, positive
+from vae_lab.errors import ConfigError
+
+# The largest manifold grid: 100 x 100 = 10,000 decoded images (a 2800 px PNG for MNIST). Beyond it the picture
+# is no more readable and its memory grows with the square (grid_size=300 peaked at 23.4 GB). Decoded in slices
+# of DECODE_AT_ONCE images.
+MAX_GRID_SIZE, DECODE_AT_ONCE = 100, 1000
 
 
 def quantile_grid(size: int) -> Tensor:
@@ -50,9 +56,10 @@ def scatter_image(points: Tensor, labels: Tensor, axis_names: tuple[str, str], t
 
 
 class LatentManifold(EpochImageCallback):
-    """`latent/manifold`: a grid_size x grid_size grid of `sample(z)` over quantiles (latent_dim = 2 only).
-    `latent/means`: posterior means `encode(x)[0]` of the first `num_points` validation images, coloured by
-    label (first two principal components when latent_dim > 2; skipped when latent_dim = 1).
+    """`latent/manifold`: a grid_size x grid_size grid of the likelihood's mean at the prior's quantiles, only where
+    that means something: a 2-D standard-normal prior (`model.prior.standard_normal` and latent_dim = 2).
+    `latent/means`: the posterior means `posterior_mean(x)` of the first `num_points` validation images, coloured
+    by label (first two principal components when latent_dim > 2; skipped when latent_dim = 1).
     Latest pictures also saved as `latent_manifold.png` and `latent_scatter.png`.
     """
 
@@ -64,20 +71,26 @@ class LatentManifold(EpochImageCallback):
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
         check_arguments(LatentManifold, locals(), self.config_key)
+        if grid_size > MAX_GRID_SIZE:
+            raise ConfigError(
+                f"callbacks.latent_manifold.grid_size={grid_size} is more than {MAX_GRID_SIZE} (a grid of "
+                f"{MAX_GRID_SIZE}x{MAX_GRID_SIZE} decoded images is already {MAX_GRID_SIZE * 28} px wide for MNIST, "
+                f"and memory grows with its square); use a size from 1 to {MAX_GRID_SIZE}, like 20 (the tutorial's).")
         self.grid_size, self.num_points = grid_size, num_points
         self.points: tuple[Tensor, Tensor] | None = None
 
     def render(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        latent_dim = pl_module.hparams.latent_dim
-        if latent_dim == 2:
-            images = pl_module.sample(quantile_grid(self.grid_size).to(pl_module.device)).float().cpu()
+        latent_dim = pl_module.latent_dim
+        if latent_dim == 2 and getattr(pl_module.prior, "standard_normal", False):
+            points = quantile_grid(self.grid_size)  # decoded in slices: memory of one slice, whatever the grid
+            images = torch.cat([pl_module.decode_mean(z).float().cpu() for z in points.split(DECODE_AT_ONCE)])
             grid = make_grid(images, nrow=self.grid_size, padding=0)
             self.save_grid(trainer, grid, "latent/manifold", "latent_manifold.png", step)
         if latent_dim >= 2:
             if self.points is None:
                 self.points = validation_images(trainer, self.num_points)
             images, labels = self.points
-            means = torch.cat([pl_module.encode(x.to(pl_module.device))[0].float().cpu() for x in images.split(1000)])
+            means = torch.cat([pl_module.posterior_mean(x).float().cpu() for x in images.split(DECODE_AT_ONCE)])
             if not torch.isfinite(means).all():  # diverged weights (with the NaN guard off): nothing to draw
                 rank_zero_warn(f"latent means are not finite at epoch {step}; no latent scatter drawn.")
                 return

@@ -1,9 +1,8 @@
-"""`<run dir>/manifest.json`: what it takes to reproduce a run, written when the fit starts (rank zero only).
+"""`<run dir>/manifest.json`, written when the fit starts (rank zero): what it takes to reproduce the run.
 
-Records the resolved config, the vae_lab version and git commit (with a dirty flag), the Python / torch /
-Lightning / Hydra versions, the device and world size, the kernels `callbacks.runtime` picked for this machine
-(`runtime`), the MD5 of every MNIST file read and of the binarized test images. A resumed run keeps the first
-record and appends one entry per resume to `resumes`.
+The resolved config, the vae_lab version and git commit (with a dirty flag), the Python / torch / Lightning / Hydra
+versions, the device, the kernels `callbacks.runtime` picked, the MD5 of every MNIST file read and of the binarized
+test images, and the datamodule's `provenance` (`data`). A resumed run appends one entry per resume to `resumes`.
 """
 
 from __future__ import annotations
@@ -30,11 +29,9 @@ MANIFEST = "manifest.json"
 def git_state() -> dict[str, Any]:
     """{"commit": sha, "dirty": bool}, or {"commit": None} outside a git checkout (e.g. an installed wheel)."""
     try:
-        lines = subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parents[3]), "status", "--porcelain=v2", "--branch",
-             "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.splitlines()
+        lines = subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[3]), "status", "--porcelain=v2",
+                                "--branch", "--untracked-files=no"], capture_output=True, text=True, timeout=10,
+                               check=True).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None}
     commit = next(line.split()[-1] for line in lines if line.startswith("# branch.oid"))
@@ -42,8 +39,6 @@ def git_state() -> dict[str, Any]:
 
 
 class RunManifest(L.Callback):
-    """Writes `manifest.json` into `dirpath`, recording `config` (the run's model, data, trainer, seed) resolved."""
-
     def __init__(self, dirpath: str, config: DictConfig | dict[str, Any] | None = None) -> None:
         self.run_dir = Path(dirpath)
         self.config = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config or {}
@@ -69,6 +64,8 @@ class RunManifest(L.Callback):
         }
         if hasattr(trainer.datamodule, "test_set_md5"):  # the binarized test images: equal for comparable runs
             record["test_set_md5"] = trainer.datamodule.test_set_md5()
+        if getattr(trainer.datamodule, "provenance", None) is not None:  # source, sha256, treatment
+            record["data"] = trainer.datamodule.provenance
         path = self.run_dir / MANIFEST
         first = json.loads(path.read_text()) if trainer.ckpt_path is not None and path.is_file() else None
         manifest = {**first, "resumes": [*first.get("resumes", []), record]} if first else record

@@ -14,7 +14,8 @@ from vae_lab.config_checks import check_arguments, positive
 
 
 class Reconstructions(EpochImageCallback):
-    """Row 1: `num_images` validation images; row 2: `pl_module.reconstruct(x)` (decoded posterior means).
+    """Row 1: `num_images` validation images; row 2: `pl_module.reconstruct(x)`, the likelihood's mean at the
+    posterior's mean (deterministic, so the grids of successive epochs are comparable; colour stays colour).
 
     Logged as `reconstructions/val`; the latest grid is also saved as `reconstructions.png`.
     """

@@ -1,10 +1,8 @@
 """A resumed run draws the same random numbers as one that was never interrupted.
 
-The data order and the sample grid have their own seeded generators, but the ELBO's noise (`randn_like` in the
-training and validation steps) comes from torch's global CPU generator, whose state a Lightning checkpoint does
-not keep. `GlobalRngState` saves it with every checkpoint (a byte tensor: loadable with weights_only=True) and puts
-it back when a resumed fit starts training, after Lightning's sanity check, which draws from it too. (On a GPU the
-noise comes from the CUDA generator, whose kernels are not bitwise deterministic anyway: README, Reproducibility.)
+The ELBO's noise comes from torch's global CPU generator, whose state a Lightning checkpoint does not keep.
+`GlobalRngState` saves it with every checkpoint (a byte tensor: loadable with weights_only=True) and puts it back
+when a resumed fit starts training, after Lightning's sanity check, which draws from it too.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ class GlobalRngState(L.Callback):
         return {"torch": torch.get_rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Tensor]) -> None:
-        self._restored = state_dict["torch"]  # applied in on_train_start, once the sanity check has drawn its noise
+        self._restored = state_dict["torch"]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._restored is not None:

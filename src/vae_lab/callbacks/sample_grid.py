@@ -1,15 +1,14 @@
-"""The tutorial's picture: the same latent vectors decoded every epoch, from the untrained model onwards."""
+"""The tutorial's picture: the same draws from the model every epoch, from the untrained model onwards."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import lightning as L
-import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
-from vae_lab.callbacks.epoch_images import EpochImageCallback
+from vae_lab.callbacks.epoch_images import EpochImageCallback, seeded
 from vae_lab.config_checks import check_arguments, positive
 
 # The tutorial's file names; the GIF callback assembles every file matching PNG_GLOB.
@@ -18,10 +17,14 @@ PNG_GLOB = "image_at_epoch_*.png"
 
 
 class SampleGrid(EpochImageCallback):
-    """Decode `num_samples` fixed z ~ N(0, I) with `pl_module.sample(z)` into a grid of `nrow` images per row.
+    """`num_samples` images drawn from the model, `pl_module.sample(n)` (the likelihood's mean at z ~ p(z)), in a grid
+    of `nrow` images per row.
 
-    z is drawn once from `seed` (not from the global RNG) and saved in the checkpoint's callback state, so a
-    resumed run keeps drawing the same digits. Saved as `image_at_epoch_NNNN.png`, logged as `samples/grid`.
+    The draws are fixed for the run: every grid draws from the model's current prior with torch's stream seeded by
+    `seed` (restored afterwards, so training's stream is untouched), so a fixed prior (N(0, I)) gives the same z in
+    every grid and a learned one (a VampPrior, a mixture) maps the same noise through its current state. The seed
+    is saved in the checkpoint's callback state with the last grid's z, so a resumed run keeps drawing the same
+    images. Saved as `image_at_epoch_NNNN.png`, logged as `samples/grid`.
     """
 
     config_key = "callbacks.sample_grid"
@@ -37,21 +40,22 @@ class SampleGrid(EpochImageCallback):
         super().__init__(dirpath, every_n_epochs)
         check_arguments(SampleGrid, locals(), self.config_key)
         self.num_samples, self.nrow, self.seed = num_samples, nrow, seed
-        self.z: Tensor | None = None
+        self.z: Tensor | None = None  # the last grid's latent vectors (the checkpoint's record of what was drawn)
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        # Drawn here because latent_dim is known only now; a checkpoint's z replaces it in load_state_dict.
-        if self.z is None:
-            generator = torch.Generator().manual_seed(self.seed)
-            self.z = torch.randn(self.num_samples, pl_module.hparams.latent_dim, generator=generator)
+    def draw(self, pl_module: L.LightningModule) -> tuple[Tensor, Tensor]:
+        """(z, images): `num_samples` draws from the model's prior and their likelihood means, from `seed`."""
+        with seeded(self.seed, pl_module.device):
+            z = pl_module.prior.sample(self.num_samples)
+        return z, pl_module.decode_mean(z)
 
     def render(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        images = pl_module.sample(self.z.to(pl_module.device))
+        z, images = self.draw(pl_module)
+        self.z = z.detach().float().cpu()
         grid = make_grid(images.float().cpu(), nrow=self.nrow)
         self.save_grid(trainer, grid, "samples/grid", PNG_NAME.format(step=step), step)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"z": self.z}
+        return {"seed": self.seed, "z": self.z}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.z = state_dict["z"]
+        self.seed, self.z = state_dict["seed"], state_dict["z"]

@@ -1,4 +1,5 @@
-"""Binarized MNIST, read from the real IDX files (`mnist_files.ensure_mnist_files` finds or rebuilds them)."""
+"""MNIST, read from the real IDX files (`mnist_files.ensure_mnist_files` finds or rebuilds them); binarized
+(`binarize=static`, the default, or `dynamic`) or kept as 8-bit grey levels (`binarize=none`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from vae_lab.config_checks import check_arguments
-from vae_lab.data.datamodule import BatchSize, Binarize, BinarizedImages, DataDevice, Seed, Threshold, ValSize
-from vae_lab.data.mnist_files import ensure_mnist_files
+from vae_lab.data.datamodule import Binarize, ImageData
+from vae_lab.data.mnist_files import OFFICIAL_MD5, ensure_mnist_files
 
 
 def load_split(raw_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
@@ -21,22 +21,23 @@ def load_split(raw_dir: Path, train: bool) -> tuple[Tensor, Tensor]:
     return images, labels
 
 
-class BinarizedMNIST(BinarizedImages):
+class BinarizedMNIST(ImageData):
+    """The class keeps its name (saved run configs and checkpoints name it) though `binarize=none` keeps grey."""
+
     def __init__(
         self,
         data_dir: str = "data",
-        batch_size: BatchSize = 100,
-        eval_batch_size: BatchSize = 1000,
+        batch_size: int = 100,
+        eval_batch_size: int = 1000,
         binarize: Binarize = "static",
-        threshold: Threshold = 0.5,
-        val_size: ValSize = 0,
+        threshold: float = 0.5,
+        val_size: int = 0,
         shuffle: bool = True,
-        seed: Seed = 42,
-        binarize_seed: Seed = 0,
+        seed: int = 42,
+        binarize_seed: int = 0,
         allow_download: bool = True,
-        data_device: DataDevice = "auto",
+        data_device: str = "auto",
     ) -> None:
-        check_arguments(BinarizedMNIST, locals(), "data")
         super().__init__(batch_size, eval_batch_size, binarize, threshold, val_size, shuffle, seed, binarize_seed,
                          data_device)
         self.save_hyperparameters()
@@ -45,6 +46,13 @@ class BinarizedMNIST(BinarizedImages):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (1, 28, 28)
+
+    @property
+    def source(self) -> str:
+        return str(self.data_dir / "MNIST" / "raw")
+
+    def source_files(self) -> list[Path]:
+        return [self.data_dir / "MNIST" / "raw" / name for name in OFFICIAL_MD5]
 
     def prepare_data(self) -> None:
         ensure_mnist_files(self.data_dir, allow_download=self.hparams.allow_download)

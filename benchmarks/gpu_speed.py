@@ -51,11 +51,12 @@ def vae_lab_rate(images: Path, precision: str, compile_mode: str | None, steps: 
     from vae_lab.train import train
 
     overrides = [
-        "accelerator=gpu", "data=images", f"data.path={images}", f"trainer.precision={precision}", "callbacks=none",
+        "accelerator=gpu", "data=images", f"data.path={images}", "data.binarize=static",
+        f"trainer.precision={precision}", "callbacks=none",
         "logger=tensorboard", "trainer.max_epochs=1", f"++trainer.limit_train_batches={steps}",
         "++trainer.limit_val_batches=0", "++trainer.num_sanity_val_steps=0", "++trainer.enable_progress_bar=false",
         "+callbacks.runtime._target_=vae_lab.callbacks.runtime.Runtime",
-        "+callbacks.throughput._target_=vae_lab.callbacks.throughput.EpochThroughput",
+        "+callbacks.throughput._target_=throughput.EpochThroughput",  # benchmarks/throughput.py
         f"+callbacks.throughput.warmup_steps={warmup}",
     ]
     if compile_mode:

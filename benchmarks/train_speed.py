@@ -82,7 +82,6 @@ class Row:
 
 VAE_LAB_MODULES = {
     "mnist_files": ("vae_lab.data.mnist_files", "vae_lab.mnist_files"),
-    "throughput": ("vae_lab.callbacks.throughput", "vae_lab.throughput"),
 }
 
 
@@ -250,7 +249,6 @@ def compose_train_config(overrides: list[str], output_dir: Path):
 def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overrides: list[str]) -> Run:
     from vae_lab.train import train
 
-    throughput = vae_lab_module("throughput").__name__ + ".EpochThroughput"
     with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
         cfg = compose_train_config(
             [
@@ -258,7 +256,7 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
                 f"seed={seed}",
                 "trainer.max_epochs=1",
                 f"++trainer.limit_train_batches={steps}",
-                f"+callbacks.throughput._target_={throughput}",
+                "+callbacks.throughput._target_=throughput.EpochThroughput",  # benchmarks/throughput.py
                 f"+callbacks.throughput.warmup_steps={warmup_steps}",
                 *overrides,
             ],

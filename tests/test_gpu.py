@@ -43,7 +43,8 @@ def random_images(path: Path) -> Path:
 
 def gpu_config(tmp_path: Path, *overrides: str):
     return compose_config("train", [
-        "accelerator=gpu", "data=images", f"data.path={random_images(tmp_path / 'images.npz')}", "trainer.max_epochs=1",
+        "accelerator=gpu", "data=images", f"data.path={random_images(tmp_path / 'images.npz')}", "data.binarize=static",
+        "trainer.max_epochs=1",
         "++trainer.limit_train_batches=4", "++trainer.limit_val_batches=2", "++trainer.enable_progress_bar=false",
         "+callbacks.probe._target_=tests.test_gpu.DeviceProbe", *overrides,
     ], tmp_path / "run")

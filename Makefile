@@ -26,8 +26,17 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 
-bench: setup
-	$(PY) benchmarks/train_speed.py $(ARGS)
+# The side-by-side table (TF tutorial, plain port, vae_lab fp32 and bf16; 3 alternating full epochs each), then the
+# per-layer table (torch vs TF). TensorFlow lives in its own venv, made on first use. ~7 minutes on 2 quiet cores.
+TF_PY := benchmarks/.venv-tf/bin/python
+$(TF_PY): benchmarks/requirements-tf.txt
+	python3 -m venv benchmarks/.venv-tf
+	$(TF_PY) -m pip install --quiet -r benchmarks/requirements-tf.txt
+	touch $(TF_PY)
+
+bench: setup $(TF_PY)
+	$(PY) benchmarks/train_speed.py --rows tf_tutorial plain_port vae_lab vae_lab_bf16 $(ARGS); \
+	status=$$?; $(PY) benchmarks/layers.py && exit $$status
 
 floor: setup
 	cd benchmarks && ../$(PY) flop_floor.py $(ARGS)

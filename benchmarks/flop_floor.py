@@ -27,7 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from train_speed import BATCH, LATENT, REPO, STEPS_PER_EPOCH, machine_line, straightforward_decode, torch_loop_run
+from train_speed import (
+    BATCH,
+    LATENT,
+    REPO,
+    STEPS_PER_EPOCH,
+    machine_line,
+    straightforward_decode,
+    torch_loop_run,
+    tutorial_elbo,
+    tutorial_networks,
+)
 
 IWAE_SAMPLES, TEST_IMAGES = 5000, 10_000
 
@@ -78,20 +88,17 @@ def counted_flop(batch: int, latent: int) -> tuple[int, int]:
     """FLOPs torch counts for one training step (forward + backward) and for one decoder forward, per image."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vae_lab.networks import Decoder, Encoder
-    from vae_lab.objectives import monte_carlo_elbo, reparameterize
-
-    encoder, decoder = Encoder(latent), Decoder(latent)
+    encoder, decoder = tutorial_networks(latent)
     x = (torch.rand(batch, 1, 28, 28) > 0.5).float()
     # FlopCounterMode counts a transposed conv by its input size; vae_lab's decoder feeds it a zero-padded input
     # (README, "What is trained"), so the model's own work is counted on the unpadded, cropping formulation.
     with FlopCounterMode(display=False) as step:
-        mean, logvar = encoder(x)
-        z = reparameterize(mean, logvar, torch.randn_like(mean))
-        (-monte_carlo_elbo(x, straightforward_decode(decoder, z), z, mean, logvar).elbo.mean()).backward()
-    with FlopCounterMode(display=False) as decode, torch.no_grad():
-        straightforward_decode(decoder, z)
-    return step.get_total_flops() // batch, decode.get_total_flops() // batch
+        eps = torch.randn(batch, latent)
+        decode = lambda z: straightforward_decode(decoder, z)  # noqa: E731
+        (-tutorial_elbo(x, encoder(x), decoder, eps, decode=decode).mean()).backward()
+    with FlopCounterMode(display=False) as decoded, torch.no_grad():
+        straightforward_decode(decoder, eps)
+    return step.get_total_flops() // batch, decoded.get_total_flops() // batch
 
 
 def seconds_per_call(fn, repeats: int) -> float:
@@ -120,9 +127,7 @@ def best_gemm_rate(size: int, repeats: int, dtype: torch.dtype = torch.float32) 
 
 def decoder_passes_per_s(batch: int, repeats: int) -> float:
     """Decoder forward passes per second as `vae_lab.evaluate` runs them (inference mode, channels-last)."""
-    from vae_lab.networks import Decoder
-
-    decoder = Decoder(LATENT).eval().to(memory_format=torch.channels_last)
+    decoder = tutorial_networks(LATENT)[1].eval().to(memory_format=torch.channels_last)
     z = torch.randn(batch, LATENT)
     with torch.inference_mode():
         return batch / seconds_per_call(lambda: decoder(z), repeats)

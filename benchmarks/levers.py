@@ -23,26 +23,20 @@ from pathlib import Path
 
 import torch
 from mnist_arrays import binarized_images
-from train_speed import machine_line
+from train_speed import machine_line, tutorial_elbo, tutorial_networks
 
 LATENT, BATCH, LR = 50, 100, 1e-4
 REPO = Path(__file__).resolve().parents[1]
 
 
 def networks() -> tuple[torch.nn.Module, torch.nn.Module]:
-    from vae_lab.networks import Decoder, Encoder  # a module before issue 13, a package (networks/conv.py) after
-
-    return Encoder(LATENT), Decoder(LATENT)
+    return tutorial_networks(LATENT)
 
 
 def negative_elbo(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, decoder: torch.nn.Module,
                   eps: torch.Tensor) -> torch.Tensor:
     """vae_lab's training loss: the single-sample Monte Carlo ELBO, negated and averaged; the objective in fp32."""
-    from vae_lab.objectives import monte_carlo_elbo, reparameterize
-
-    z = reparameterize(mean, logvar, eps.to(mean.dtype))
-    logits = decoder(z)
-    return -monte_carlo_elbo(x, logits.float(), z.float(), mean.float(), logvar.float()).elbo.mean()
+    return -tutorial_elbo(x, torch.cat([mean, logvar], dim=1), decoder, eps.float()).mean()
 
 
 @contextlib.contextmanager
@@ -81,10 +75,10 @@ class Lever:
             with torch.no_grad():
                 for low, high in zip(self.compute, self.master, strict=True):
                     low.copy_(high)
-            mean, logvar = self.encoder16(x.bfloat16())
+            mean, logvar = self.encoder16(x.bfloat16()).chunk(2, dim=1)
             return negative_elbo(x, mean, logvar, self.decoder16, eps)
         with self.context():
-            mean, logvar = self.encoder(x)
+            mean, logvar = self.encoder(x).chunk(2, dim=1)
             return negative_elbo(x, mean, logvar, self.decoder, eps)
 
     def gradient(self, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -82,7 +82,6 @@ class Row:
 
 VAE_LAB_MODULES = {
     "mnist_files": ("vae_lab.data.mnist_files", "vae_lab.mnist_files"),
-    "throughput": ("vae_lab.callbacks.throughput", "vae_lab.throughput"),
 }
 
 
@@ -151,20 +150,38 @@ def straightforward_decode(decoder: Any, z: Any) -> Any:
     return F.conv_transpose2d(h, decoder.deconv3.weight, decoder.deconv3.bias, padding=1)
 
 
+def tutorial_networks(latent: int = LATENT) -> tuple[Any, Any]:
+    """vae_lab's conv Encoder and Decoder for 1 x 28 x 28 binary images: the tutorial's layers and shapes."""
+    from vae_lab.networks import Decoder, Encoder
+
+    return Encoder((1, 28, 28), 2 * latent), Decoder(latent, (1, 28, 28), 1)
+
+
+def tutorial_elbo(x: Any, features: Any, decoder: Any, eps: Any, decode: Any = None) -> Any:
+    """The tutorial's single-sample ELBO per image from the encoder's [mean, logvar] features: log p(x|z) (Bernoulli
+    logits) + log p(z) - log q(z|x), each term computed in fp32. `decode` defaults to `decoder` itself."""
+    import torch
+    from plain_port import log_normal_pdf
+    from torch.nn import functional as F
+
+    mean, logvar = features.float().chunk(2, dim=1)
+    z = eps * torch.exp(0.5 * logvar) + mean
+    logits = (decode or decoder)(z.to(features.dtype) if decode is None else z).float()
+    log_px = -F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=(1, 2, 3))
+    return log_px + log_normal_pdf(z, 0.0, 0.0) - log_normal_pdf(z, mean, logvar)
+
+
 def reference_model(seed: int) -> tuple[list[Any], Any]:
     """The reference's parameters and its per-image ELBO: vae_lab's networks, the decoder run uncut and cropped."""
     import torch
 
-    from vae_lab.networks import Decoder, Encoder
-    from vae_lab.objectives import monte_carlo_elbo, reparameterize
-
     torch.manual_seed(seed)  # the same initial weights as vae_lab's run with this seed
-    encoder, decoder = Encoder(LATENT), Decoder(LATENT)
+    encoder, decoder = tutorial_networks()
 
     def elbo(x: torch.Tensor) -> torch.Tensor:
-        mean, logvar = encoder(x)
-        z = reparameterize(mean, logvar, torch.randn_like(mean))
-        return monte_carlo_elbo(x, straightforward_decode(decoder, z), z, mean, logvar).elbo
+        features = encoder(x)
+        eps = torch.randn(len(x), LATENT)
+        return tutorial_elbo(x, features, decoder, eps, decode=lambda z: straightforward_decode(decoder, z))
 
     return [*encoder.parameters(), *decoder.parameters()], elbo
 
@@ -232,7 +249,6 @@ def compose_train_config(overrides: list[str], output_dir: Path):
 def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overrides: list[str]) -> Run:
     from vae_lab.train import train
 
-    throughput = vae_lab_module("throughput").__name__ + ".EpochThroughput"
     with tempfile.TemporaryDirectory(prefix="vae_lab_bench_") as tmp:
         cfg = compose_train_config(
             [
@@ -240,7 +256,7 @@ def vae_lab_run(data_dir: Path, seed: int, steps: int, warmup_steps: int, overri
                 f"seed={seed}",
                 "trainer.max_epochs=1",
                 f"++trainer.limit_train_batches={steps}",
-                f"+callbacks.throughput._target_={throughput}",
+                "+callbacks.throughput._target_=throughput.EpochThroughput",  # benchmarks/throughput.py
                 f"+callbacks.throughput.warmup_steps={warmup_steps}",
                 *overrides,
             ],
@@ -330,10 +346,12 @@ def machine_line(threads: int | None = None) -> str:
     import torch
 
     cpu = platform.processor() or "?"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
+    try:  # the name, and family/model numbers: a name such as "AMD EPYC" alone does not say which generation
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines()
+                    if ":" in line)
+        info = {key.strip(): value.strip() for key, value in info.items()}
+        cpu = f"{info['model name']}, family {info.get('cpu family', '?')} model {info.get('model', '?')}"
+    except (OSError, KeyError):
         pass
     return (f"machine: {cpu} ({cpu_flags()}), {os.cpu_count()} CPUs, torch {torch.__version__}, intra-op threads "
             f"{threads or torch.get_num_threads()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -430,16 +448,28 @@ def main(argv: list[str] | None = None) -> None:
     rows = [Row(name) for name, _, _ in configs]
     print(machine_line(args.threads), flush=True)
     started = time.perf_counter()
+    failed: dict[str, str] = {}  # a row whose run failed is not run again; the others still make the table
     for repeat in range(args.repeats):
         for row, (name, kind, overrides) in zip(rows, configs, strict=True):
-            run = run_in_process(args, args.seed + repeat, overrides, kind)
+            if name in failed:
+                continue
+            try:
+                run = run_in_process(args, args.seed + repeat, overrides, kind)
+            except SystemExit as error:
+                failed[name] = str(error)
+                print(error, file=sys.stderr, flush=True)
+                continue
             row.runs.append(run)
             print(f"[repeat {repeat + 1}/{args.repeats}] {name}: {run.images_per_s:.0f} img/s, "
                   f"val ELBO {run.val_elbo:.2f}", file=sys.stderr, flush=True)
     print(f"{args.repeats} alternating repeats x {args.steps} steps of batch {BATCH}, latent {LATENT}, fp32 unless "
           f"a row says otherwise, one process per run; total {time.perf_counter() - started:.0f} s")
-    print_table(rows)
+    print_table([row for row in rows if row.name not in failed])
+    for name, why in failed.items():
+        print(f"{name}: failed, {why}")
     print(machine_line(args.threads))
+    if failed:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

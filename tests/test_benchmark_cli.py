@@ -1,6 +1,7 @@
 """`make bench` (benchmarks/train_speed.py, plain_port.py, mnist_arrays.py): options, rows, table, the plain port's
 loss and the arrays every row trains on, without timing anything."""
 
+import math
 import re
 
 import pytest
@@ -16,7 +17,12 @@ def bench():
 
 def test_make_bench_runs_the_script() -> None:
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert re.search(r"^bench: setup\n\t\$\(PY\) benchmarks/train_speed.py \$\(ARGS\)$", makefile, flags=re.MULTILINE)
+    recipe = re.search(r"^bench: setup \$\(TF_PY\)\n((?:\t.*\n)+)", makefile, flags=re.MULTILINE).group(1)
+    commands = recipe.replace("\\\n\t", "").split()
+    table, layers = commands.index("benchmarks/train_speed.py"), commands.index("benchmarks/layers.py")
+    assert commands[table + 1:table + 7] == ["--rows", "tf_tutorial", "plain_port", "vae_lab", "vae_lab_bf16",
+                                             "$(ARGS);"]
+    assert table < layers and commands[-2:] == ["exit", "$$status"]  # the layer table even if a row failed
 
 
 def test_options_parse_and_bad_step_counts_are_refused(bench, capsys) -> None:
@@ -99,10 +105,8 @@ def test_every_row_trains_on_vae_labs_binarized_arrays(mnist_data_dir) -> None:
 def test_reference_decodes_like_vae_lab_with_the_same_weights(bench) -> None:
     import torch
 
-    from vae_lab.networks.conv import Decoder
-
     torch.manual_seed(0)
-    decoder = Decoder(latent_dim=50)
+    decoder = bench.tutorial_networks(50)[1]
     for layer in (decoder.deconv1, decoder.deconv2, decoder.deconv3):
         torch.nn.init.normal_(layer.bias)  # Keras starts at zero bias: make the bias part of the check
     z = torch.randn(6, 50, requires_grad=True)
@@ -126,3 +130,31 @@ def test_a_failing_run_stops_the_benchmark_with_one_sentence(bench, mnist_data_d
     args = bench.parse_args(["--steps", "7", "--warmup-steps", "5", "--data-dir", str(mnist_data_dir)])
     with pytest.raises(SystemExit, match=r"^error: the benchmark run .*model.latent_dim=0 failed \(exit 1\)"):
         bench.run_in_process(args, seed=1, overrides=["model.latent_dim=0"])
+
+
+def test_layers_prints_each_layer_forward_and_backward(capsys) -> None:
+    with benchmark_module("layers") as layers:
+        layers.main(["--framework", "torch", "--repeats", "2", "--warmup", "1"])
+        names = [name for name, *_ in layers.LAYERS]
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:50].strip(): line[50:].split() for line in lines if line[:50].strip() in names}
+    assert list(rows) == names
+    for cells in rows.values():  # "fwd / -  bwd / -  -": torch's times (bwd a difference of medians), no TF asked for
+        assert float(cells[0]) > 0 and cells[1:3] == ["/", "-"] and cells[4:] == ["/", "-", "-"]
+        assert math.isfinite(float(cells[3]))
+
+
+def test_a_failed_row_leaves_the_others_table_and_the_exit_status(bench, mnist_data_dir, monkeypatch, capsys) -> None:
+    def run_in_process(args, seed, overrides, kind=None):
+        if kind == "vae_lab":
+            raise SystemExit("error: the benchmark run vae_lab failed (exit 1); its messages are above.")
+        return bench.Run(1000.0 + seed, 900.0, 1.0, 2.0, 3.0, 1500.0, -500.0)
+
+    monkeypatch.setattr(bench, "run_in_process", run_in_process)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--rows", "plain_port", "vae_lab", "--repeats", "2", "--data-dir", str(mnist_data_dir)])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out.splitlines()
+    assert next(line for line in out if line.startswith("plain_port ")).split()[1] == "1042"  # median of 1042, 1043
+    assert any(line.startswith("vae_lab: failed, error:") for line in out)
+    assert not any(line.startswith("vae_lab ") for line in out)

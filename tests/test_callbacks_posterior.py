@@ -11,8 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from vae_lab.callbacks.posterior import ACTIVE_UNIT_THRESHOLD, PosteriorDiagnostics, PosteriorSums, count_active_units
 from vae_lab.checkpoints import load_checkpoint
-from vae_lab.config_checks import build
-from vae_lab.train import train
+from vae_lab.train import build, train
 
 
 def standard_normal_kl(mean: Tensor, logvar: Tensor) -> Tensor:
@@ -56,7 +55,7 @@ def test_each_validation_epoch_logs_kl_per_dimension_active_units_and_variance(
 
     # Recomputed from the final weights on the same two validation batches: the last epoch's numbers.
     model_ = load_checkpoint(run_dir / "checkpoints" / "last.ckpt").model
-    datamodule = build(cfg.data)
+    datamodule = build(cfg.data, "data")
     datamodule.setup("fit")
     means, logvars = [], []
     with torch.no_grad():

@@ -90,12 +90,15 @@ class VampPrior(Prior):
     def distribution(self) -> Distribution:
         if self._encode is None:
             raise RuntimeError("VampPrior.bind(model.encode) must be called before the prior is used.")
-        q = self._encode(torch.sigmoid(self.pseudo_inputs))  # a Gaussian q(z|u_k) for each k: batch (K,)
+        return self.mixture(self._encode(torch.sigmoid(self.pseudo_inputs)))  # q(z|u_k) for each k: batch (K,)
+
+    @staticmethod
+    def mixture(q: Distribution) -> Distribution:
+        """The equal-weight mixture of a batch of diagonal Gaussians q (batch (K,), event (D,))."""
         if not isinstance(q, Independent) or not isinstance(q.base_dist, Normal):
             raise ConfigError("prior=vamp needs a Gaussian posterior (posterior=gaussian); its mixture components "
                               "are q(z|u_k).")
-        weights = Categorical(logits=torch.zeros(len(self.pseudo_inputs), device=self.pseudo_inputs.device),
-                              validate_args=False)
+        weights = Categorical(logits=q.base_dist.loc.new_zeros(q.batch_shape), validate_args=False)
         return MixtureSameFamily(weights, q, validate_args=False)
 
 

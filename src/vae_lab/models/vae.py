@@ -38,7 +38,7 @@ from vae_lab.errors import ConfigError
 from vae_lab.likelihoods import Likelihood
 from vae_lab.objectives import ElboTerms, elbo_terms, iwae_bound, penalized_elbo, warmup_beta
 from vae_lab.posteriors import Posterior
-from vae_lab.priors import Prior
+from vae_lab.priors import Prior, VampPrior
 
 Spec = Mapping[str, Any] | None  # a component as config: {"_target_": "vae_lab.priors.VampPrior", "components": 500}
 STANDARD_PRIOR = {"_target_": "vae_lab.priors.StandardNormal"}
@@ -92,9 +92,26 @@ class VAE(L.LightningModule):
         shape = tuple(int(side) for side in image_shape)
         self.likelihood: Likelihood = build(likelihood, BERNOULLI, "likelihood", image_shape=shape)
         self.posterior: Posterior = build(posterior, GAUSSIAN_POSTERIOR, "posterior", latent_dim=latent_dim)
-        self.prior: Prior = build(prior, STANDARD_PRIOR, "prior", latent_dim=latent_dim, image_shape=shape)
-        if hasattr(self.prior, "bind"):
-            self.prior.bind(self.encode)  # a VampPrior's components are this model's q(z|u_k)
+        self.prior: Prior = self.build_prior(prior, shape)
+        self._refuse_what_cannot_be_computed(kl)
+
+    def build_prior(self, spec: Spec, image_shape: tuple[int, int, int]) -> Prior:
+        """p(z) from its config (a hierarchical model overrides this to build its joint prior)."""
+        prior = build(spec, STANDARD_PRIOR, "prior", latent_dim=self.latent_dim, image_shape=image_shape)
+        if hasattr(prior, "bind"):
+            prior.bind(self.encode)  # a VampPrior's components are this model's q(z|u_k)
+        return prior
+
+    def _refuse_what_cannot_be_computed(self, kl: str) -> None:
+        """A VampPrior without a Gaussian q, or kl=analytic without a closed form, refused now rather than at the
+        first training step: tried on a q built from zero features (no encoder needed)."""
+        q = self.posterior(torch.zeros(1, self.posterior.num_inputs))
+        vamp = isinstance(self.prior, VampPrior)
+        if vamp:
+            self.prior.mixture(q)  # raises ConfigError for a q that is not a diagonal Gaussian
+        if kl != "analytic" or (hasattr(self.prior, "bind") and not vamp):
+            return  # a user's prior over this model's encoder (not built yet): the first step refuses it if need be
+        self._analytic_kl(q, self.prior.mixture(q) if vamp else None)
 
     @staticmethod
     def _check(latent_dim: int, image_shape: Any, lr: float, objective: str, k: int, beta: float, kl: str,
@@ -204,9 +221,10 @@ class VAE(L.LightningModule):
             return iwae_bound(log_px + log_pz - log_qz), terms
         return penalized_elbo(terms, hp.beta if beta is None else beta, hp.free_bits), terms
 
-    def _analytic_kl(self, q: Distribution) -> Tensor:
+    def _analytic_kl(self, q: Distribution, p: Distribution | None = None) -> Tensor:
+        """KL(q || p) in closed form, p the prior's distribution unless given; ConfigError where torch has none."""
         try:
-            return kl_divergence(q, self.prior.distribution())
+            return kl_divergence(q, self.prior.distribution() if p is None else p)
         except NotImplementedError:
             raise ConfigError(
                 f"model.kl=analytic needs a closed-form KL(q || p), and torch.distributions has none for "

@@ -1,6 +1,7 @@
 """Encoders and decoders in pure torch (no Lightning): one file per architecture family."""
 
 from vae_lab.networks.conv import Decoder, Encoder
-from vae_lab.networks.mlp import MLPDecoder, MLPEncoder
+from vae_lab.networks.made import MADE
+from vae_lab.networks.mlp import MLPDecoder, MLPEncoder, mlp
 
-__all__ = ["Decoder", "Encoder", "MLPDecoder", "MLPEncoder"]
+__all__ = ["MADE", "Decoder", "Encoder", "MLPDecoder", "MLPEncoder", "mlp"]

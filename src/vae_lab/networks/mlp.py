@@ -11,7 +11,8 @@ import math
 from torch import Tensor, nn
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of the given sizes with tanh between them (none after the last)."""
     layers: list[nn.Module] = []
     for index, (inputs, outputs) in enumerate(zip(sizes, sizes[1:], strict=False)):
         layers.append(nn.Linear(inputs, outputs))
@@ -25,7 +26,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, image_shape: tuple[int, ...], out_features: int, hidden: int = 200) -> None:
         super().__init__()
-        self.net = _mlp([math.prod(image_shape), hidden, hidden, out_features])
+        self.net = mlp([math.prod(image_shape), hidden, hidden, out_features])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.flatten(1))
@@ -39,7 +40,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         channels, height, width = image_shape
         self.out_shape = (out_channels or channels, height, width)
-        self.net = _mlp([latent_dim, hidden, hidden, math.prod(self.out_shape)])
+        self.net = mlp([latent_dim, hidden, hidden, math.prod(self.out_shape)])
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.out_shape)

@@ -3,7 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup train test lint bench floor profile
+.PHONY: setup train test test-all lint bench floor profile
 
 setup: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): pyproject.toml
 train: setup
 	$(PY) -m vae_lab.train $(ARGS)
 
+# `make test` skips the tests marked slow (pyproject's addopts); `make test-all` runs those too, as CI does.
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

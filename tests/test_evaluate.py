@@ -272,9 +272,9 @@ def test_cli_refuses_a_bad_value_before_any_work(command: str, tmp_path: Path) -
 def test_cli_refuses_a_misspelt_key_before_any_work(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vae_lab.evaluate", "ckpt_path=x.ckpt", "iwae_sample=100"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert result.stderr.startswith("error: iwae_sample=100 sets an unknown key iwae_sample")
-    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
+    assert result.returncode != 0  # Hydra's own message (docs/reliability.md), naming the key and the `+` form
+    assert result.stderr.startswith("Could not override 'iwae_sample'.\nTo append to your config use +iwae_sample=100")
+    assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -340,7 +340,7 @@ def test_a_vamp_prior_run_evaluates_to_its_own_val_elbo(tmp_path: Path, mnist_da
         metrics = train(compose_config("train", [
             *small_train_overrides(mnist_data_dir), "model=mlp_vae", "model.latent_dim=8", "model.hidden=64",
             "prior=vamp", "model.prior.components=10", "++trainer.limit_train_batches=300",
-            "++trainer.limit_val_batches=1", "callbacks=model_checkpoint", "logger=none", "threads=1"], run_dir))
+            "++trainer.limit_val_batches=1", "callbacks/each=[model_checkpoint]", "logger=none", "threads=1"], run_dir))
         scored = evaluate(eval_cfg(run_dir / "checkpoints" / "last.ckpt", tmp_path, mnist_data_dir, "iwae_samples=1",
                                    "num_images=1000", "batch_size=1000", "threads=1"))
     finally:

@@ -38,7 +38,7 @@ def assert_same_series(found: list[tuple[int, float]], expected: list[tuple[int,
 def test_a_list_of_loggers_composes_into_one_entry_each(tmp_path: Path) -> None:
     cfg = compose_config("train", ["logger=[tensorboard,csv]"], tmp_path / "run")
     assert list(cfg.logger) == ["tensorboard", "csv"]
-    built = instantiate_group(cfg.logger)
+    built = instantiate_group(cfg.logger, "logger")
     assert [type(logger) for logger in built] == [TensorBoardLogger, CSVLogger]
     assert Path(built[1].log_dir) == tmp_path / "run" / "csv" / "version_0"
 
@@ -96,7 +96,7 @@ def test_mlflow_stores_in_the_run_folder_unless_given_a_tracking_uri(
     pytest.importorskip("mlflow", reason=NEEDS_MLFLOW)
     from mlflow.tracking import MlflowClient
 
-    (logger,) = instantiate_group(cfg.logger)
+    (logger,) = instantiate_group(cfg.logger, "logger")
     logger.log_metrics({"val/elbo": -123.5}, step=7)
     logger.finalize("success")
     client = MlflowClient(tracking_uri=shared)

@@ -88,7 +88,7 @@ def test_a_seed_sweep_reports_mean_sd_and_n_per_setting_from_the_jobs_results(se
     best = rows[0]
     assert (f"Best: model.latent_dim={best['model.latent_dim']}, `val/elbo` = {float(best['val/elbo_mean']):.5g} ± "
             f"{float(best['val/elbo_sd']):.3g} (n = 3).") in text
-    header = ("| model.latent_dim | n | val/elbo | perf/fit_s | train/elbo | train/loss | val/kl | val/loss "
+    header = ("| model.latent_dim | n | val/elbo | perf/fit_s | train/elbo | train/loss | val/bpd | val/kl | val/loss "
               "| val/recon |")
     assert header in text and "## Jobs" in text
     for name in ("report.png", "rate_distortion.png"):

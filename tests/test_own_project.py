@@ -51,7 +51,8 @@ def test_a_vamp_style_model_from_the_user_s_folder_evaluates_to_its_own_val_elbo
     try:
         metrics = train(compose_config("train", [
             search, "model=toy", "prior=toy_vamp", "data=toy", "accelerator=cpu", "trainer.max_epochs=50",
-            "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false", "callbacks/each=[model_checkpoint]",
+            "++trainer.enable_progress_bar=false", "++trainer.enable_model_summary=false",
+            "callbacks/each=[model_checkpoint]",
             "logger=none", "threads=1"], tmp_path / "run"))
         last = tmp_path / "run" / "checkpoints" / "last.ckpt"
         scored = evaluate(compose_config("eval", [f"ckpt_path={last}", f"output_dir={tmp_path}", "iwae_samples=1",

@@ -285,4 +285,5 @@ def test_report_refuses_a_metric_no_job_recorded(latent_sweep: Path, tmp_path: P
     err = capsys.readouterr().err
     assert err.startswith("error: --metric val/elbow is not among the metrics the jobs recorded; use one of ")
     assert "val/elbo" in err and not list(tmp_path.iterdir())
-    assert err.endswith("(ranked lower first: perf/fit_s, train/loss, val/bpd, val/kl, val/loss; the others higher first).\n")
+    assert err.endswith("(ranked lower first: perf/fit_s, train/loss, val/bpd, val/kl, val/loss; the others higher "
+                        "first).\n")

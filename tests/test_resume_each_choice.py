@@ -28,7 +28,8 @@ CHOICES = {
     "posterior-iaf": ["posterior=iaf"],
     "hvae": ["model=hvae"],
     # data.path is added below: an .npz of 32x32 RGB images in (N, H, W, 3)
-    "colour-32": ["data=images", "data.test_size=100", "model.image_shape=[3,32,32]"],
+    "colour-32": ["data=images", "data.test_size=100", "model.image_shape=[3,32,32]",
+                  "likelihood=discretized_logistic"],
 }
 
 

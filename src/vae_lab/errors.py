@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 USAGE_EXIT = 2  # a bad command line or config, as argparse does; 1 stays for failures during a run
+MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
 
 class VaeLabError(Exception):
@@ -19,6 +20,25 @@ class ConfigError(VaeLabError):
     """A bad config value or a request this machine cannot meet: exit code 2, like a bad command line."""
 
     exit_code = USAGE_EXIT
+
+
+def refuse(key: str, value: object, allowed: str) -> ConfigError:
+    """The one sentence for a bad setting, raised where the value is taken: `<key>=<value> is not allowed; use ...`."""
+    return ConfigError(f"{key}={value} is not allowed; use {allowed}.")
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive(key: str, value: object, example: int) -> None:
+    if not (is_int(value) and value > 0):
+        raise refuse(key, value, f"a positive integer like {example}")
+
+
+def check_seed(key: str, value: object) -> None:
+    if not (is_int(value) and 0 <= value <= MAX_SEED):
+        raise refuse(key, value, f"an integer from 0 to {MAX_SEED}")
 
 
 def print_error(message: object) -> None:

@@ -25,22 +25,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
-from vae_lab.config_checks import Rule, Seed, Threads, between, check_config, positive
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
-from vae_lab.errors import ConfigError, exit_on_user_error
-from vae_lab.preflight import check_device, check_memory, run, set_threads
+from vae_lab.errors import ConfigError, check_positive, check_seed, exit_on_user_error, is_int, refuse
+from vae_lab.preflight import check_device, check_memory, set_threads
 
 if TYPE_CHECKING:
     import lightning as L
@@ -50,27 +47,6 @@ if TYPE_CHECKING:
     from vae_lab.models.vae import VAE
 
 TEST_SIZE = 10_000  # images in MNIST's official test set
-OutputDir = Annotated[Any, Rule(lambda v: isinstance(v, (str, os.PathLike)) and not Path(v).is_file(),
-                                "null (beside the checkpoint) or a folder, which is created if missing")]
-
-
-@dataclass(frozen=True)
-class EvaluateSettings:
-    """The keys of conf/eval.yaml and what each accepts (checked by `evaluate(cfg)`)."""
-
-    iwae_samples: Annotated[int, positive(5000)] = 5000
-    num_images: Annotated[int | None, between(1, TEST_SIZE, f"null (all {TEST_SIZE} test images) or a number from "
-                                                            f"1 to {TEST_SIZE}")] = None
-    batch_size: Annotated[int, positive(100)] = 100
-    decode_batch: Annotated[int, positive(100)] = 100
-    precision: Annotated[Any, Rule(lambda v: v in (32, "32", "bf16"), "32 (float32, the default) or bf16 (the decoder "
-                                   "in bfloat16: faster on CPUs with AMX or AVX-512 BF16, biased by a few hundredths "
-                                   "of a nat, README \"Performance\")")] = 32
-    device: Annotated[str, Rule(lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda")] = "auto"
-    output_dir: OutputDir = None
-    threads: Threads = None
-    seed: Seed = 0
-
 
 # The k of the bound's curve over k (nested subsets of the iwae_samples draws); iwae_samples itself always ends it.
 K_CURVE = (1, 10, 100, 1000, 5000)
@@ -107,16 +83,36 @@ def require_ckpt_path(cfg: DictConfig, command: str) -> str:
     return str(cfg.ckpt_path)
 
 
+def prepare_output(cfg: DictConfig, ckpt_path: str) -> Path:
+    """The checks evaluate and sample share (seed, threads), then `output_dir` (null: beside the checkpoint),
+    created and found writable before the work rather than after it."""
+    check_seed("seed", cfg.seed)
+    set_threads(cfg.threads)
+    if cfg.output_dir is not None and (not isinstance(cfg.output_dir, str | Path) or Path(cfg.output_dir).is_file()):
+        raise refuse("output_dir", cfg.output_dir, "null (beside the checkpoint) or a folder, which is created if "
+                                                   "missing")
+    output_dir = Path(cfg.output_dir) if cfg.output_dir else Path(ckpt_path).resolve().parent
+    check_writable(output_dir)
+    return output_dir
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score `cfg.ckpt_path` on the test set; write metrics.json, print the table, return the metrics."""
     started = time.perf_counter()
     ckpt_path = require_ckpt_path(cfg, "vae_lab.evaluate")
-    check_config(cfg, EvaluateSettings)  # here, not before Hydra: evaluate creates no run folder
+    for key, example in (("iwae_samples", 5000), ("batch_size", 100), ("decode_batch", 100)):
+        check_positive(key, cfg[key], example)
+    if cfg.num_images is not None and not (is_int(cfg.num_images) and 1 <= cfg.num_images <= TEST_SIZE):
+        raise refuse("num_images", cfg.num_images, f"null (all {TEST_SIZE} test images) or a number from 1 to "
+                                                   f"{TEST_SIZE}")
+    if cfg.precision not in (32, "32", "bf16"):
+        raise refuse("precision", cfg.precision, "32 (float32, the default) or bf16 (the networks in bfloat16: faster "
+                                                 "on CPUs with AMX, biased by a few hundredths of a nat)")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise refuse("device", cfg.device, "auto, cpu or cuda")
     device = check_device("device", cfg.device)
     check_memory(cfg)  # images encoded and decoded at once (batch_size, decode_batch)
-    set_threads(cfg.get("threads"))
-    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
-    check_writable(output_dir)  # before the (up to an hour of) scoring, not after it
+    output_dir = prepare_output(cfg, ckpt_path)  # before the (up to an hour of) scoring, not after it
 
     import torch
 
@@ -131,7 +127,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     if isinstance(decoder, torch.nn.Module):
         decoder.to(memory_format=torch.channels_last)
     ks = curve_ks(cfg.iwae_samples)
-    bf16 = str(cfg.get("precision", 32)) == "bf16"
+    bf16 = cfg.precision == "bf16"
     moments: dict[str, Moments] = {}
     curve = {k: Moments() for k in ks}
     posterior_means, seen = [], 0
@@ -158,7 +154,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     metrics["test/iwae_k_curve"] = {str(k): finite_or_none(values.mean) for k, values in curve.items()}
     metrics["test/iwae_k_curve_se"] = {str(k): finite_or_none(values.standard_error) for k, values in curve.items()}
     metrics.update(iwae_samples=cfg.iwae_samples, num_images=seen, seed=cfg.seed,
-                   precision=str(cfg.get("precision", 32)),
+                   precision=str(cfg.precision),
                    ckpt_path=str(Path(ckpt_path).resolve()), wall_time_s=round(time.perf_counter() - started, 2))
     print(format_table(metrics), flush=True)  # printed first: a write that fails loses nothing computed
     write_metrics(metrics, output_dir / "metrics.json")
@@ -300,4 +296,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run(main, CONFIG_DIR, "eval")  # a misspelt key or bad value: one sentence, before any work
+    main()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab.errors import ConfigError
+from vae_lab.errors import ConfigError, is_int
 
 # Peak RSS of a CPU training process, fp32: ~1.1 GB, plus ~0.46 MB per image of a training batch (measured: 2.48 GB
 # at batch 3,000, 3.86 GB at 6,000). Decoding images at once (prior samples, the latent manifold's grid): ~0.24 MB
@@ -25,47 +24,27 @@ SIZES = {"data.batch_size": (1, BYTES_PER_BATCH_IMAGE), "n": (1, BYTES_PER_DECOD
          "batch_size": (1, BYTES_PER_DECODED_IMAGE), "decode_batch": (1, BYTES_PER_DECODED_IMAGE)}
 
 
-def run(hydra_main: Callable[[], object], *_: object) -> None:
-    """The entry point's `@hydra.main` (kept for evaluate and sample, which still call it so)."""
-    hydra_main()
-
-
 def check_device(key: str, name: str) -> str:
     """The torch device `key=name` asks for (auto: a GPU if torch finds one); a GPU this machine lacks is refused."""
     import torch
 
     if name in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"{key}={name} needs a CUDA GPU, but torch finds none on this machine; use {key}=cpu.")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"{key}=mps needs Apple's MPS backend, which this machine lacks; use {key}=cpu.")
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one, as under SLURM or taskset)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def set_threads(threads: object) -> None:
-    """torch's intra-op threads for this process (`threads=`; null keeps torch's default), at most its cores."""
-    cores = usable_cpus()
+    """torch's intra-op threads for this process (`threads=`; null keeps torch's default), at most the cores it may
+    run on (its affinity mask where the OS has one, as under SLURM or taskset)."""
     if threads is None:
         return
-    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= cores:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not is_int(threads) or not 1 <= threads <= cores:
         raise ConfigError(f"threads={threads} is not allowed on this machine ({cores} CPU cores for this process); "
                           f"use null (torch's default) or a number from 1 to {cores}.")
     import torch
 
     torch.set_num_threads(threads)
-
-
-def available_memory_bytes(meminfo: Path = Path("/proc/meminfo")) -> float | None:
-    """The kernel's MemAvailable (Linux), or None where it cannot be read."""
-    try:
-        line = next(line for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration):
-        return None
-    return int(line.split()[1]) * 1024.0
 
 
 def check_memory(cfg: DictConfig, available: float | None = None) -> None:
@@ -74,10 +53,14 @@ def check_memory(cfg: DictConfig, available: float | None = None) -> None:
     devices = (cfg.get("trainer") or {}).get("devices")
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     sizes = [(processes * (BASE_BYTES + value**power * per_image), key, value, per_image)
-             for key, (power, per_image) in SIZES.items()
-             if isinstance(value := OmegaConf.select(cfg, key, default=None), int) and not isinstance(value, bool)]
-    available = available_memory_bytes() if available is None else available
-    if not sizes or available is None or max(sizes)[0] * HEADROOM <= available:
+             for key, (power, per_image) in SIZES.items() if is_int(value := OmegaConf.select(cfg, key, default=None))]
+    if available is None:  # the kernel's MemAvailable (Linux); unknown elsewhere, and nothing is refused
+        try:
+            meminfo = Path("/proc/meminfo").read_text().splitlines()
+            available = next(int(line.split()[1]) * 1024.0 for line in meminfo if line.startswith("MemAvailable:"))
+        except (OSError, StopIteration):
+            return
+    if not sizes or max(sizes)[0] * HEADROOM <= available:
         return
     device = str(cfg.get("device", (cfg.get("trainer") or {}).get("accelerator", "auto")))
     if device != "cpu" and (device != "auto" or check_device("device", "auto") != "cpu"):

@@ -13,49 +13,34 @@ decoded (`decode_mean`, or drawn with `draw=true`) along the straight line betwe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from vae_lab import CONFIG_DIR
-from vae_lab.atomic_files import atomic_write, check_writable
-from vae_lab.config_checks import Rule, Seed, Threads, check_config, positive
+from vae_lab.atomic_files import atomic_write
 from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
-from vae_lab.errors import exit_on_user_error
-from vae_lab.evaluate import TEST_SIZE, OutputDir, require_ckpt_path
-from vae_lab.preflight import check_memory, run, set_threads
-
-
-def _is_index_pair(value: Any) -> bool:
-    pair = list(value) if hasattr(value, "__len__") and not isinstance(value, str) else None
-    return pair is not None and len(pair) == 2 and all(
-        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < TEST_SIZE for i in pair)
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    """The keys of conf/sample.yaml and what each accepts (checked by `sample(cfg)`)."""
-
-    n: Annotated[int, positive(64)] = 64
-    steps: Annotated[int, Rule(lambda v: v >= 2, "an integer of 2 or more like 10 (both ends are included)")] = 10
-    draw: bool = False
-    interpolate: Annotated[Any, Rule(_is_index_pair, f"null or two test-image indices from 0 to {TEST_SIZE - 1}, "
-                                                     "like interpolate=[0,1]")] = None
-    output_dir: OutputDir = None
-    threads: Threads = None
-    seed: Seed = 0
+from vae_lab.errors import check_positive, exit_on_user_error, is_int, refuse
+from vae_lab.evaluate import TEST_SIZE, prepare_output, require_ckpt_path
+from vae_lab.preflight import check_memory
 
 
 def sample(cfg: DictConfig) -> list[Path]:
     """Write samples.png (and interpolation.png when asked); return the paths written."""
     ckpt_path = require_ckpt_path(cfg, "vae_lab.sample")
-    check_config(cfg, SampleSettings)  # here, not before Hydra: sample creates no run folder
+    check_positive("n", cfg.n, 64)
+    if not (is_int(cfg.steps) and cfg.steps >= 2):
+        raise refuse("steps", cfg.steps, "an integer of 2 or more like 10 (both ends are included)")
+    if not isinstance(cfg.draw, bool):
+        raise refuse("draw", cfg.draw, "true or false")
+    pair = cfg.interpolate
+    if pair is not None and not (isinstance(pair, ListConfig) and len(pair) == 2
+                                 and all(is_int(i) and 0 <= i < TEST_SIZE for i in pair)):
+        raise refuse("interpolate", pair, f"null or two test-image indices from 0 to {TEST_SIZE - 1}, like "
+                                          "interpolate=[0,1]")
     check_memory(cfg)  # n images decoded at once
-    set_threads(cfg.get("threads"))
-    pair = None if cfg.interpolate is None else (int(cfg.interpolate[0]), int(cfg.interpolate[1]))
+    output_dir = prepare_output(cfg, ckpt_path)
 
     import torch
     from torchvision.utils import make_grid, save_image
@@ -65,8 +50,6 @@ def sample(cfg: DictConfig) -> list[Path]:
 
     checkpoint = load_checkpoint(ckpt_path)
     model = checkpoint.model
-    output_dir = Path(cfg.output_dir) if cfg.get("output_dir") else Path(ckpt_path).resolve().parent
-    check_writable(output_dir)
 
     def pictures(z: torch.Tensor) -> torch.Tensor:
         """The likelihood's mean at z, or one draw from p(x|z) with draw=true (kept in [0, 1] for the PNG)."""
@@ -101,4 +84,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run(main, CONFIG_DIR, "sample")  # a misspelt key or bad value: one sentence, before any work
+    main()

@@ -16,7 +16,6 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
 
 import lightning as L
 import numpy as np
@@ -29,8 +28,7 @@ from torchvision.utils import save_image
 
 from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.tensorboard import tensorboard_writer
-from vae_lab.config_checks import check_arguments, positive
-from vae_lab.errors import VaeLabError
+from vae_lab.errors import VaeLabError, check_positive
 
 READABLE_PX = 400  # the longer side of a saved grid, at least
 
@@ -78,10 +76,10 @@ def validation_images(trainer: L.Trainer, count: int) -> tuple[Tensor, Tensor]:
 class EpochImageCallback(Callback):
     """Base class: subclasses implement `render(trainer, pl_module, step)` and publish with `save_grid`."""
 
-    config_key: str  # each subclass: "callbacks.<its entry in conf/callbacks>", the prefix of its rules' keys
+    config_key: str  # each subclass: "callbacks.<its entry in conf/callbacks>", named in its errors
 
-    def __init__(self, dirpath: str | None = None, every_n_epochs: Annotated[int, positive(1)] = 1) -> None:
-        check_arguments(EpochImageCallback, locals(), self.config_key)
+    def __init__(self, dirpath: str | None = None, every_n_epochs: int = 1) -> None:
+        check_positive(f"{self.config_key}.every_n_epochs", every_n_epochs, 1)
         self.dirpath = dirpath
         self.every_n_epochs = every_n_epochs
 

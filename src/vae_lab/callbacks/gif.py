@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import imageio.v3 as iio
 import lightning as L
@@ -17,7 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from vae_lab.atomic_files import atomic_write
 from vae_lab.callbacks.sample_grid import PNG_GLOB
 from vae_lab.callbacks.tensorboard import tensorboard_writer
-from vae_lab.config_checks import check_arguments, positive
+from vae_lab.errors import check_positive, refuse
 
 
 def tutorial_frame_order(count: int) -> list[int]:
@@ -71,9 +71,11 @@ class TrainingGif(Callback):
 
     def __init__(
         self, dirpath: str | None = None, filename: str = "training.gif",
-        pacing: Literal["tutorial", "every"] = "tutorial", frame_ms: Annotated[int, positive(100)] = 100,
+        pacing: Literal["tutorial", "every"] = "tutorial", frame_ms: int = 100,
     ) -> None:
-        check_arguments(TrainingGif, locals(), "callbacks.gif")
+        if pacing not in ("tutorial", "every"):
+            raise refuse("callbacks.gif.pacing", pacing, "tutorial (the tutorial's thinning) or every (every grid)")
+        check_positive("callbacks.gif.frame_ms", frame_ms, 100)
         self.dirpath, self.filename, self.pacing, self.frame_ms = dirpath, filename, pacing, frame_ms
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
@@ -13,8 +11,7 @@ from torch.distributions import Normal
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, figure_image, validation_images
-from vae_lab.config_checks import check_arguments, positive
-from vae_lab.errors import ConfigError
+from vae_lab.errors import check_positive, is_int, refuse
 
 # The largest manifold grid: 100 x 100 = 10,000 decoded images (a 2800 px PNG for MNIST). Beyond it the picture
 # is no more readable and its memory grows with the square (grid_size=300 peaked at 23.4 GB). Decoded in slices
@@ -66,16 +63,13 @@ class LatentManifold(EpochImageCallback):
     config_key = "callbacks.latent_manifold"
 
     def __init__(
-        self, dirpath: str | None = None, grid_size: Annotated[int, positive(20)] = 20,
-        num_points: Annotated[int, positive(1000)] = 1000, every_n_epochs: Annotated[int, positive(1)] = 1,
+        self, dirpath: str | None = None, grid_size: int = 20, num_points: int = 1000, every_n_epochs: int = 1,
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_arguments(LatentManifold, locals(), self.config_key)
-        if grid_size > MAX_GRID_SIZE:
-            raise ConfigError(
-                f"callbacks.latent_manifold.grid_size={grid_size} is more than {MAX_GRID_SIZE} (a grid of "
-                f"{MAX_GRID_SIZE}x{MAX_GRID_SIZE} decoded images is already {MAX_GRID_SIZE * 28} px wide for MNIST, "
-                f"and memory grows with its square); use a size from 1 to {MAX_GRID_SIZE}, like 20 (the tutorial's).")
+        if not (is_int(grid_size) and 1 <= grid_size <= MAX_GRID_SIZE):  # memory grows with the grid's square
+            raise refuse(f"{self.config_key}.grid_size", grid_size, f"a size from 1 to {MAX_GRID_SIZE} like 20 (the "
+                         f"tutorial's; {MAX_GRID_SIZE} is already {MAX_GRID_SIZE * 28} px wide for MNIST)")
+        check_positive(f"{self.config_key}.num_points", num_points, 1000)
         self.grid_size, self.num_points = grid_size, num_points
         self.points: tuple[Tensor, Tensor] | None = None
 

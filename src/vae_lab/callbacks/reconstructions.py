@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import lightning as L
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, validation_images
-from vae_lab.config_checks import check_arguments, positive
+from vae_lab.errors import check_positive
 
 
 class Reconstructions(EpochImageCallback):
@@ -22,10 +20,9 @@ class Reconstructions(EpochImageCallback):
 
     config_key = "callbacks.reconstructions"
 
-    def __init__(self, dirpath: str | None = None, num_images: Annotated[int, positive(8)] = 8,
-                 every_n_epochs: Annotated[int, positive(1)] = 1) -> None:
+    def __init__(self, dirpath: str | None = None, num_images: int = 8, every_n_epochs: int = 1) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_arguments(Reconstructions, locals(), self.config_key)
+        check_positive(f"{self.config_key}.num_images", num_images, 8)
         self.num_images = num_images
         self.images: Tensor | None = None
 

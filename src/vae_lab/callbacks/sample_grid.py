@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import lightning as L
 from torch import Tensor
 from torchvision.utils import make_grid
 
 from vae_lab.callbacks.epoch_images import EpochImageCallback, seeded
-from vae_lab.config_checks import check_arguments, positive
+from vae_lab.errors import check_positive, check_seed
 
 # The tutorial's file names; the GIF callback assembles every file matching PNG_GLOB.
 PNG_NAME = "image_at_epoch_{step:04d}.png"
@@ -32,13 +32,15 @@ class SampleGrid(EpochImageCallback):
     def __init__(
         self,
         dirpath: str | None = None,
-        num_samples: Annotated[int, positive(16)] = 16,
-        nrow: Annotated[int, positive(4)] = 4,
-        every_n_epochs: Annotated[int, positive(1)] = 1,
+        num_samples: int = 16,
+        nrow: int = 4,
+        every_n_epochs: int = 1,
         seed: int = 42,
     ) -> None:
         super().__init__(dirpath, every_n_epochs)
-        check_arguments(SampleGrid, locals(), self.config_key)
+        check_positive(f"{self.config_key}.num_samples", num_samples, 16)
+        check_positive(f"{self.config_key}.nrow", nrow, 4)
+        check_seed(f"{self.config_key}.seed", seed)
         self.num_samples, self.nrow, self.seed = num_samples, nrow, seed
         self.z: Tensor | None = None  # the last grid's latent vectors (the checkpoint's record of what was drawn)
 

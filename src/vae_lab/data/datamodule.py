@@ -33,30 +33,10 @@ import torch
 from torch import Tensor
 
 from vae_lab.data.batches import EpochPermutation, TensorBatches
-from vae_lab.errors import ConfigError
+from vae_lab.errors import check_positive, check_seed, is_int, refuse
 
 Binarize = Literal["static", "dynamic", "none"]
-MAX_SEED = 2**32 - 1
 log = logging.getLogger("vae_lab.data")
-
-
-def refuse(key: str, value: object, allowed: str) -> ConfigError:
-    """The one sentence for a bad data setting: `data.<key>=<value> is not allowed; use <allowed>.`"""
-    return ConfigError(f"data.{key}={value} is not allowed; use {allowed}.")
-
-
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_positive(key: str, value: object, example: int) -> None:
-    if not (is_int(value) and value > 0):
-        raise refuse(key, value, f"a positive integer like {example}")
-
-
-def check_seed(key: str, value: object) -> None:
-    if not (is_int(value) and 0 <= value <= MAX_SEED):
-        raise refuse(key, value, f"an integer from 0 to {MAX_SEED}")
 
 
 def binarize_static(pixels: Tensor, threshold: float = 0.5) -> Tensor:
@@ -126,21 +106,21 @@ class ImageData(L.LightningDataModule):
         data_device: str = "auto",
     ) -> None:
         super().__init__()
-        check_positive("batch_size", batch_size, 100)
-        check_positive("eval_batch_size", eval_batch_size, 1000)
+        check_positive("data.batch_size", batch_size, 100)
+        check_positive("data.eval_batch_size", eval_batch_size, 1000)
         if binarize not in ("static", "dynamic", "none"):
-            raise refuse("binarize", binarize, "static (pixels/255 > threshold), dynamic (a Bernoulli draw) or none "
-                                               "(the 8-bit values, pixels/255)")
+            raise refuse("data.binarize", binarize, "static (pixels/255 > threshold), dynamic (a Bernoulli draw) or "
+                                                    "none (the 8-bit values, pixels/255)")
         if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
-            raise refuse("threshold", threshold, "a number in [0, 1) like 0.5")
+            raise refuse("data.threshold", threshold, "a number in [0, 1) like 0.5")
         if not (is_int(val_size) and val_size >= 0):
-            raise refuse("val_size", val_size, "0 (validate on the test set, as the tutorial does) or a number of "
-                                               "training images to hold out")
-        check_seed("seed", seed)
-        check_seed("binarize_seed", binarize_seed)
+            raise refuse("data.val_size", val_size, "0 (validate on the test set, as the tutorial does) or a number "
+                                                    "of training images to hold out")
+        check_seed("data.seed", seed)
+        check_seed("data.binarize_seed", binarize_seed)
         if not (isinstance(data_device, str) and re.fullmatch(r"auto|cpu|meta|mps|cuda(:\d+)?", data_device)):
-            raise refuse("data_device", data_device, "auto (the GPU when training on one, else the CPU), cpu, cuda "
-                                                     "or cuda:N")
+            raise refuse("data.data_device", data_device, "auto (the GPU when training on one, else the CPU), cpu, "
+                                                          "cuda or cuda:N")
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.notes: list[str] = []  # what load() did to the files' pixels (e.g. "RGB converted to grey")
         self._provenance: dict[str, Any] | None = None
@@ -169,7 +149,8 @@ class ImageData(L.LightningDataModule):
         hp = self.hparams
         train_images, train_labels, test_images, test_labels = self.load()
         if hp.val_size >= len(train_images):
-            raise refuse("val_size", hp.val_size, f"a number below {len(train_images)} (the training images), or 0")
+            raise refuse("data.val_size", hp.val_size, f"a number below {len(train_images)} (the training images), "
+                                                       "or 0")
         test = (self._eval_pixels(test_images, seed_offset=1), test_labels)
         if hp.val_size > 0:
             order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(hp.seed))

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vae_lab.data.datamodule import Binarize, ImageData, check_positive, check_seed, refuse
-from vae_lab.errors import ConfigError, VaeLabError
+from vae_lab.data.datamodule import Binarize, ImageData
+from vae_lab.errors import ConfigError, VaeLabError, check_positive, check_seed, refuse
 
 FORMATS = "a folder of .png files or an .npz file of uint8 arrays"
 CHANNEL_SIZES = (1, 3, 4)
@@ -105,9 +105,9 @@ class ImageFiles(ImageData):
         super().__init__(batch_size, eval_batch_size, binarize, threshold, val_size, shuffle, seed, binarize_seed,
                          data_device)
         if channels not in ("auto", 1, 3) or isinstance(channels, bool):
-            raise refuse("channels", channels, "auto (what the files hold), 1 (grey) or 3 (RGB)")
-        check_positive("test_size", test_size, 1000)
-        check_seed("split_seed", split_seed)
+            raise refuse("data.channels", channels, "auto (what the files hold), 1 (grey) or 3 (RGB)")
+        check_positive("data.test_size", test_size, 1000)
+        check_seed("data.split_seed", split_seed)
         self.save_hyperparameters()
         self.path = Path(path).expanduser()
         if not (self.path.is_dir() or (self.path.is_file() and self.path.suffix == ".npz")):
@@ -210,7 +210,7 @@ class ImageFiles(ImageData):
     def _split(self, images: np.ndarray, labels: np.ndarray | None) -> Arrays:
         test_size = self.hparams.test_size
         if test_size >= len(images):
-            raise refuse("test_size", test_size, f"a number below {len(images)} (the images in {self.path})")
+            raise refuse("data.test_size", test_size, f"a number below {len(images)} (the images in {self.path})")
         order = torch.randperm(len(images), generator=torch.Generator().manual_seed(self.hparams.split_seed)).numpy()
         test, train = order[:test_size], order[test_size:]
         labels = None if labels is None else np.asarray(labels).reshape(-1)

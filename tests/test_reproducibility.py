@@ -40,7 +40,7 @@ def test_two_runs_with_one_seed_log_identical_val_elbo(make_train_cfg, tmp_path:
 
 
 def test_a_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(make_train_cfg, tmp_path: Path) -> None:
-    # The ELBO's noise comes from torch's global generator; its state travels in the checkpoint (rng_state.py).
+    # The ELBO's noise comes from torch's global generator; its state travels in the checkpoint (resume_state.py).
     tiny = ("logger=none", "~callbacks.latent_manifold", "~callbacks.reconstructions", "~callbacks.gif",
             "++trainer.limit_train_batches=3", "++trainer.limit_val_batches=1", "data.eval_batch_size=300")
     straight = make_train_cfg("trainer.max_epochs=2", *tiny)

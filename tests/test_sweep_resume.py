@@ -28,7 +28,7 @@ JOB = [
     "++trainer.enable_progress_bar=false",
     "++trainer.enable_model_summary=false",
     "data.eval_batch_size=100",
-    "callbacks/each=[model_checkpoint,rng_state,resumed_curves]",  # what a bit-identical resume needs, no images
+    "callbacks/each=[model_checkpoint,resume_state]",  # what a bit-identical resume needs, no images
     "+callbacks.pause._target_=tests.pause_mid_epoch.PauseMidEpoch",
 ]
 

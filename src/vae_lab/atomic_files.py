@@ -1,9 +1,6 @@
-"""Files that are either the old version or the whole new one, and a full or read-only disk in one sentence.
-
-`atomic_write` makes the bytes in memory, writes them to a temporary file in the same folder, fsyncs it and swaps it
-in with `os.replace`, so a kill or a full disk never leaves a half-written file (and a full disk is an `OSError`
-naming the path, not torch's `enforce fail`). `check_writable` tries a folder before long work.
-"""
+"""Files that are either the old version or the whole new one (made in memory, written to a temporary file beside
+them, fsynced, swapped in with `os.replace`), and a full or read-only disk in one sentence naming the path (not, for a
+checkpoint, torch's `enforce fail`)."""
 
 from __future__ import annotations
 
@@ -51,9 +48,8 @@ def check_writable(folder: Path) -> None:
     """Create `folder` if needed and write (then remove) a small file in it; raise one sentence if that fails."""
     try:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder) as probe:
+        with tempfile.TemporaryFile(dir=folder, buffering=0) as probe:  # a full disk fails the write or the fsync
             probe.write(b"\0" * 4096)
-            probe.flush()
             os.fsync(probe.fileno())
     except OSError as error:
         raise cannot_write(Path(folder), error) from error

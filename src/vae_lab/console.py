@@ -11,42 +11,34 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-class DropAdvertisements(logging.Filter):
-    """A handler filter that drops Lightning's "Tip" advertising its cloud logger (nothing to act on)."""
-
+class DropAdvertisements(logging.Filter):  # Lightning's "Tip" advertising its cloud logger: nothing to act on
     def filter(self, record: logging.LogRecord) -> bool:
         return "litlogger" not in record.getMessage()
 
 
 def log_lightning_once() -> None:
-    """Send Lightning's log lines only to the job logging's handlers (terminal and train.log), once each: `import
+    """Lightning's lines once each, through the job logging's handlers only (terminal and train.log): `import
     lightning` gives its loggers handlers of their own. Call after Hydra configured logging."""
     import lightning  # noqa: F401  (its import adds the handlers; it must come first)
 
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        logger.propagate = True
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
 
 
 def quiet_third_party_warnings() -> None:
     """Lightning 2.6 calls torch's deprecated `LeafSpec` on every fit: Lightning's to fix, not a user's."""
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning)
+    warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning)
 
 
 def print_end_block(heading: str, metrics: Mapping[str, object] | None = None, notes: Sequence[str] = (),
                     logdir: Path | None = None) -> None:
     """The closing lines of a command: `heading` (what ran and where it went), the final metrics, `notes` (files,
     follow-up commands) and, when `logdir` holds TensorBoard events, the command that opens them."""
-    lines = [heading]
     numbers = [f"{name} {value if isinstance(value, int) else f'{value:.4f}'}" for name, value in
                (metrics or {}).items() if isinstance(value, int | float) and not isinstance(value, bool)]
-    if numbers:
-        lines += textwrap.wrap("   ".join(numbers), width=110, initial_indent="  ", subsequent_indent="  ",
-                               break_long_words=False, break_on_hyphens=False)
-    lines += [f"  {note}" for note in notes]
+    lines = [heading, *textwrap.wrap("   ".join(numbers), width=110, initial_indent="  ", subsequent_indent="  ",
+                                     break_long_words=False, break_on_hyphens=False), *(f"  {note}" for note in notes)]
     if logdir is not None and next(Path(logdir).rglob("events.out.tfevents.*"), None) is not None:
         lines.append(f"  view it: tensorboard --logdir {shlex.quote(str(logdir))}")
     print("\n".join(lines), flush=True)

@@ -1,19 +1,19 @@
-"""Swept values next to final metrics in TensorBoard's HPARAMS tab, for comparing the jobs of a sweep.
-
-One session per start: the model's and data's hyperparameters plus every command-line override (so every job of a
-sweep carries the same keys; a resumed run repeats its first start's, kept in the checkpoint), then its end status.
-No experiment summary is written: TensorBoard then shows, as metrics, the last value of each logged scalar.
-"""
+"""Swept values next to final metrics in TensorBoard's HPARAMS tab: one session per start, with the model's and data's
+hyperparameters and every command-line override (the same keys in every job of a sweep; a resumed run repeats its
+first start's, kept in the checkpoint), then its end status. No experiment summary is written: TensorBoard then
+shows, as metrics, the last value of each logged scalar."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 import lightning as L
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.plugins.hparams import api_pb2, metadata
-from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo, SessionStartInfo
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams.metadata import SESSION_END_INFO_TAG, create_summary_metadata
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
+from torch.utils.tensorboard.summary import hparams
 
 from vae_lab.callbacks.tensorboard import tensorboard_writer
 
@@ -33,27 +33,16 @@ class HparamsSummary(L.Callback):
         self.first_start = state_dict.get("first_start")
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
         if self.first_start is None:  # overrides last: a swept key appears once, typed as the job received it
             modules = (("model", pl_module), ("data", trainer.datamodule))
-            hparams = {f"{prefix}.{name}": value for prefix, module in modules if module is not None
-                       for name, value in module.hparams.items()}
-            hparams |= {override.key_or_group: override.value() for override in
-                        OverridesParser.create().parse_overrides(self.overrides) if not override.is_delete()}
-            self.first_start = {key: value if isinstance(value, (bool, int, float, str)) else str(value)
-                                for key, value in hparams.items()}  # TensorBoard's kinds, and weights_only-safe
-        start = SessionStartInfo(start_time_secs=time.time())
-        for key, value in self.first_start.items():
-            if not any(key == prefix or key.startswith(prefix + ".") for prefix in self.exclude):
-                field = start.hparams[key]  # a bool before a number: bool is an int in Python
-                if isinstance(value, bool):
-                    field.bool_value = value
-                elif isinstance(value, (int, float)):
-                    field.number_value = value
-                else:
-                    field.string_value = value
-        self._write(trainer, metadata.SESSION_START_INFO_TAG, HParamsPluginData(session_start_info=start))
+            found = {f"{prefix}.{name}": value for prefix, module in modules if module is not None
+                     for name, value in module.hparams.items()}
+            found |= {override.key_or_group: override.value() for override in
+                      OverridesParser.create().parse_overrides(self.overrides) if not override.is_delete()}
+            self.first_start = {key: value if isinstance(value, (int, float, str)) else str(value)  # weights_only-safe
+                                for key, value in found.items()
+                                if not any(key == prefix or key.startswith(prefix + ".") for prefix in self.exclude)}
+        self._write(trainer, hparams(self.first_start, {})[1])  # the session start; [0], the experiment, is not written
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._end(trainer, api_pb2.STATUS_SUCCESS)
@@ -61,14 +50,14 @@ class HparamsSummary(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._end(trainer, api_pb2.STATUS_FAILURE)
 
-    def _end(self, trainer: L.Trainer, status: int) -> None:
-        end = SessionEndInfo(status=status, end_time_secs=time.time())
-        self._write(trainer, metadata.SESSION_END_INFO_TAG, HParamsPluginData(session_end_info=end))
+    def _end(self, trainer: L.Trainer, status: int) -> None:  # torch's `hparams` only writes a success
+        data = HParamsPluginData(session_end_info=SessionEndInfo(status=status))
+        end = Summary.Value(tag=SESSION_END_INFO_TAG, metadata=create_summary_metadata(data))
+        self._write(trainer, Summary(value=[end]))
 
     @staticmethod
-    def _write(trainer: L.Trainer, tag: str, data: HParamsPluginData) -> None:
+    def _write(trainer: L.Trainer, summary: Summary) -> None:
         writer = tensorboard_writer(trainer)
         if writer is not None and trainer.global_rank == 0:  # no public method for a raw Summary proto
-            summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata.create_summary_metadata(data))])
             writer._get_file_writer().add_summary(summary)
             writer.flush()

@@ -1,9 +1,5 @@
-"""`<run dir>/manifest.json`, written when the fit starts (rank zero): what it takes to reproduce the run.
-
-The resolved config, the vae_lab version and git commit (with a dirty flag), the Python / torch / Lightning / Hydra
-versions, the device, the kernels `callbacks.runtime` picked, the MD5 of every MNIST file read and of the binarized
-test images, and the datamodule's `provenance` (`data`). A resumed run appends one entry per resume to `resumes`.
-"""
+"""`<run dir>/manifest.json`, written when the fit starts (rank zero): what it takes to reproduce the run (config,
+versions, git commit, device, kernels, data checksums). A resumed run appends its own record to `resumes`."""
 
 from __future__ import annotations
 
@@ -40,14 +36,15 @@ def git_state() -> dict[str, Any]:
 
 class RunManifest(L.Callback):
     def __init__(self, dirpath: str, config: DictConfig | dict[str, Any] | None = None) -> None:
-        self.run_dir = Path(dirpath)
+        self.path = Path(dirpath) / MANIFEST
         self.config = OmegaConf.to_container(config, resolve=True) if OmegaConf.is_config(config) else config or {}
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        data_dir = getattr(trainer.datamodule, "data_dir", None)
-        raw = Path(data_dir) / "MNIST" / "raw" if data_dir is not None else None
+        data = trainer.datamodule
+        raw = Path(data.data_dir) / "MNIST" / "raw" if getattr(data, "data_dir", None) is not None else None
+        md5 = {name: md5_of(raw / name) if (raw / name).is_file() else None for name in OFFICIAL_MD5} if raw else {}
         record = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": {"vae_lab": vae_lab.__version__, "python": platform.python_version(),
@@ -57,16 +54,11 @@ class RunManifest(L.Callback):
                        "root_device": str(trainer.strategy.root_device), "world_size": trainer.world_size,
                        "num_nodes": trainer.num_nodes, "precision": str(trainer.precision)},
             "runtime": getattr(pl_module, "fast_path", None),  # set by callbacks.runtime when the fit set up
-            "data_md5": {name: md5_of(raw / name) if (raw / name).is_file() else None
-                         for name in OFFICIAL_MD5} if raw is not None else {},
-            "config": self.config,
-            "ckpt_path": trainer.ckpt_path,
+            "data_md5": md5, "config": self.config, "ckpt_path": trainer.ckpt_path,
+            # the binarized test images (equal for comparable runs), and the data's source, sha256 and treatment
+            "test_set_md5": data.test_set_md5() if hasattr(data, "test_set_md5") else None,
+            "data": getattr(data, "provenance", None),
         }
-        if hasattr(trainer.datamodule, "test_set_md5"):  # the binarized test images: equal for comparable runs
-            record["test_set_md5"] = trainer.datamodule.test_set_md5()
-        if getattr(trainer.datamodule, "provenance", None) is not None:  # source, sha256, treatment
-            record["data"] = trainer.datamodule.provenance
-        path = self.run_dir / MANIFEST
-        first = json.loads(path.read_text()) if trainer.ckpt_path is not None and path.is_file() else None
+        first = json.loads(self.path.read_text()) if trainer.ckpt_path is not None and self.path.is_file() else None
         manifest = {**first, "resumes": [*first.get("resumes", []), record]} if first else record
-        atomic_write_text(path, json.dumps(manifest, indent=2, default=str))
+        atomic_write_text(self.path, json.dumps(manifest, indent=2, default=str))

@@ -1,12 +1,11 @@
-"""How the networks run, chosen apart from what they compute and never stored as a model hyperparameter (a
-checkpoint records what the model is, not how it was run). Applied when the fit (or test) sets up:
-  channels_last  NHWC layout for 4-D weights (oneDNN's preferred one on CPU, tensor cores' on GPU); inputs follow
-                 the weights. A no-op for models without convolutions.
+"""How the networks run, apart from what they compute: never a model hyperparameter (a checkpoint records what the
+model is, not how it was run). Applied when the fit (or test) sets up:
+  channels_last  NHWC 4-D weights (oneDNN's preferred layout on CPU, tensor cores' on GPU); inputs follow the weights.
   compile        torch.compile of the encoder and decoder, lazily at the first step; parameter names are unchanged.
-  fast_path      at fit start on a CPU, the decoder's stride-2 kernels (`Decoder.stride2`: oneDNN or phase GEMMs)
-                 chosen like cuDNN's benchmark mode: timed on this machine, cached per machine and shape, recorded in
-                 manifest.json (README, "The per-machine fast path"). In fp32 only a path with today's exact numbers
-                 may replace today's, and none is yet, so fp32 fits run no trial.
+  fast_path      on a CPU fit, the decoder's stride-2 kernels (`Decoder.stride2`: oneDNN or phase GEMMs) chosen like
+                 cuDNN's benchmark mode: timed on this machine, cached per machine and shape, recorded in manifest.json
+                 (README, "The per-machine fast path"). fp32 fits run no trial: only a path with today's exact numbers
+                 may replace today's, and none does yet.
 """
 
 from __future__ import annotations
@@ -15,16 +14,17 @@ import contextlib
 import json
 import os
 import statistics
-import time
+import timeit
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import lightning as L
 import torch
 
 from vae_lab.atomic_files import atomic_write_text
+from vae_lab.errors import refuse
 
 CompileMode = Literal["default", "reduce-overhead", "max-autotune"]
 TRIAL_STEPS = 3  # timed steps per candidate per round (x ROUNDS rounds): ~1-3 s of a fit on a 2-core CPU
@@ -35,6 +35,11 @@ MARGIN = 0.05  # a candidate must be >= 5% faster than today's path: less is tim
 class Runtime(L.Callback):
     def __init__(self, channels_last: bool = True, compile: CompileMode | None = None,
                  fast_path: bool = True) -> None:
+        for key, value in (("channels_last", channels_last), ("fast_path", fast_path)):
+            if not isinstance(value, bool):  # a bad value: one sentence naming the key
+                raise refuse(f"callbacks.runtime.{key}", value, "true or false")
+        if compile not in (None, *get_args(CompileMode)):
+            raise refuse("callbacks.runtime.compile", compile, "null or one of " + ", ".join(get_args(CompileMode)))
         self.channels_last, self.compile, self.fast_path = channels_last, compile, fast_path
         self._applied = False
 
@@ -94,10 +99,8 @@ def choose_decoder_path(model: Any, batch: int, precision: str, context: Any = c
 
 def machine_key(**shape: Any) -> str:
     """The cache key: the CPU model and the SIMD flags that pick kernels (from /proc/cpuinfo), torch, `shape`."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     cpu = f"{model} | {' '.join(sorted(f for f in flags if f.startswith(('avx', 'amx'))))}"
@@ -117,11 +120,8 @@ def choose(candidates: Sequence[str], time_step: Callable[[str], float], key: st
     known = read_cache(cache).get(key)
     if known in candidates:
         return Choice(known, cached=True)
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(ROUNDS):
-        for name in candidates:
-            samples[name].append(time_step(name))
-    medians = {name: statistics.median(values) for name, values in samples.items()}
+    rounds = [{name: time_step(name) for name in candidates} for _ in range(ROUNDS)]  # the candidates alternate
+    medians = {name: statistics.median(seconds[name] for seconds in rounds) for name in candidates}
     best, default = min(medians, key=medians.__getitem__), candidates[0]
     path = best if medians[best] < medians[default] * (1 - MARGIN) else default
     # Read again: another job may have cached its choice meanwhile. atomic_write_text makes the folder if needed.
@@ -129,10 +129,7 @@ def choose(candidates: Sequence[str], time_step: Callable[[str], float], key: st
     return Choice(path, cached=False, seconds_per_step=medians)
 
 
-def timed(step: Callable[[], None], steps: int) -> float:
-    """Seconds per call of `step`, over `steps` calls after one untimed call."""
+def timed(step: Callable[[], object], steps: int) -> float:
+    """Seconds per call of `step`, over `steps` calls after one untimed call (timeit: garbage collection off)."""
     step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    return timeit.timeit(step, number=steps) / steps

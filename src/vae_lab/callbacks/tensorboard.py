@@ -1,4 +1,4 @@
-"""Find the TensorBoard writer of a run, whichever other loggers sit next to it."""
+"""The SummaryWriter of a run's first TensorBoardLogger, whichever other loggers sit next to it; None without one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,4 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
-    """The SummaryWriter of the first TensorBoardLogger in `trainer.loggers`; None when TensorBoard is off."""
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            return logger.experiment
-    return None
+    return next((logger.experiment for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)), None)

@@ -79,7 +79,7 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         raise ConfigError(f"resume={cfg.resume} continues a run or a sweep by itself; drop -m.")
     target = Path(cfg.resume).expanduser().resolve()
     if (target / SWEEP_RECORD).is_file():
-        resume_sweep(cfg)
+        resume_sweep(cfg, target)
     checkpoint = target if target.suffix == ".ckpt" else target / CHECKPOINT
     folder = checkpoint.parent.parent
     for path in (folder / ".hydra" / "config.yaml", checkpoint):  # not a run; no checkpoint yet
@@ -105,9 +105,8 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     return saved
 
 
-def resume_sweep(cfg: DictConfig) -> None:
+def resume_sweep(cfg: DictConfig, folder: Path) -> None:
     """`resume=<sweep dir>`: run the sweep's recorded command line again, into its folder (this process ends)."""
-    folder = Path(cfg.resume).expanduser().resolve()
     hydra = OmegaConf.load(folder / SWEEP_RECORD).hydra
     if "optuna" in str(hydra.sweeper.get("_target_", "")).lower():
         raise ConfigError(f"resume={cfg.resume} is an Optuna search, which cannot be resumed (its sweeper would number "

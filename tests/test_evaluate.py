@@ -217,21 +217,21 @@ def test_bad_checkpoints_are_refused_in_one_sentence(tiny_checkpoint: Path, tmp_
     torch.save({**checkpoint, "hyper_parameters": {"latent_dim": 5, "lr": 0.1}}, wrong_shapes)
     torch.save({**checkpoint, "note": Path("x")}, pickled)
     cut.write_bytes(tiny_checkpoint.read_bytes()[:300])
-    expected = {
-        tmp_path / "missing.ckpt": "does not exist",
-        tmp_path: "is a directory",
-        text: "is not a PyTorch checkpoint",
+    expected = {  # what tells each case apart
+        tmp_path / "missing.ckpt": "cannot be read (No such file",
+        tmp_path: "cannot be read (Is a directory",
+        text: "not a PyTorch checkpoint",
+        cut: "cut short or damaged",
         state_dict: "not a Lightning checkpoint",
-        other_model: "checkpoint of another model: its hyper-parameters (hidden, lr)",
-        wrong_shapes: "wrong shape: encoder.dense.weight is (16, 2304), not (10, 2304)",
-        pickled: "holding Python objects other than tensors and plain values, which vae_lab does not unpickle",
-        cut: "is corrupt: a torch file that is truncated or damaged",
+        other_model: "'hidden'",
+        wrong_shapes: "encoder.dense.weight is (16, 2304), not (10, 2304)",
+        pickled: "Python objects",
     }
     for path, fragment in expected.items():
         with pytest.raises(VaeLabError) as error:
             load_checkpoint(path)
         message = str(error.value)
-        assert fragment in message and str(path) in message
+        assert message.startswith(f"ckpt_path={path} ") and fragment in message and "pass a .ckpt file" in message
         assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
 
 
@@ -240,11 +240,9 @@ def test_cli_prints_one_sentence_and_exits_non_zero_for_a_text_file(tmp_path: Pa
     text.write_text("hello\n")
     result = subprocess.run([sys.executable, "-m", "vae_lab.evaluate", f"ckpt_path={text}", f"output_dir={tmp_path}"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert result.stderr.strip() == (
-        f"error: ckpt_path={text} is not a PyTorch checkpoint (torch.load cannot read it); pass a .ckpt file "
-        "written by `python -m vae_lab.train`, such as <run dir>/checkpoints/last.ckpt."
-    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: ckpt_path={text} is not a PyTorch checkpoint")
+    assert "pass a .ckpt file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]  # no .hydra/, no log, no metrics.json
 

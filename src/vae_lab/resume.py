@@ -1,10 +1,5 @@
-"""One run per folder, and `resume=<folder>` to continue the run or sweep that lives there, in place.
-
-`resume=<run dir>` (or one of its checkpoints): Hydra runs the job in that folder (the `vae_lab.run_dir` resolver
-of conf/hydra/default.yaml) without rewriting its `.hydra/`; `resumed_config` gives the job the run's saved config
-with this command's other values, and `ckpt_path` at its checkpoint for `Trainer.fit`. `resume=<sweep dir>` starts
-the sweep's recorded command line again (`multirun.yaml`) into its folder; each job continues what its folder holds.
-"""
+"""One run per folder, and `resume=<folder>` to continue the run or sweep that lives there, in place (Hydra runs the
+job in that folder: the `vae_lab.run_dir` resolver of conf/hydra/default.yaml)."""
 
 from __future__ import annotations
 
@@ -18,20 +13,15 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from vae_lab import run_dir
 from vae_lab.atomic_files import atomic_write_text, check_writable
 from vae_lab.errors import USAGE_EXIT, ConfigError, VaeLabError, print_error
-from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, read_result
+from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, in_sweep, read_result
 
 log = logging.getLogger(__name__)
-SAVED_CONFIG = Path(".hydra") / "config.yaml"
 SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
 RUN_MARKERS = (".hydra", "result.json", "manifest.json", "checkpoints", "train.log")
-# A DDP process other than the global rank 0 (a rank Lightning started, another node, a SLURM task) shares its folder.
-RANK_VARIABLES = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
 
 
 def holds_run(folder: Path) -> bool:
@@ -46,8 +36,8 @@ class OneRunPerFolder(Callback):
         self.resume = Path(resume).resolve() if resume else None
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
-        if any(os.environ.get(name, "0") != "0" for name in RANK_VARIABLES):  # joins the run rank 0 starts there
-            return
+        if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")):
+            return  # a DDP rank other than 0 (started by Lightning, another node, a SLURM task) joins rank 0's folder
         folder, ckpt_path = Path(str(config.hydra.run.dir)), config.get("ckpt_path")
         continues = bool(config.get("resume")) or bool(ckpt_path) and folder.resolve() in Path(
             str(ckpt_path)).expanduser().resolve().parents
@@ -83,22 +73,20 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
     `ckpt_path` at the checkpoint; `trainer.max_epochs` is the latest start's unless this command sets it.
     `resume=<sweep dir>` starts the sweep again instead (`resume_sweep`: this process ends)."""
     from vae_lab.callbacks.manifest import MANIFEST
-    from vae_lab.checkpoints import epochs_done, read_checkpoint_dict
+    from vae_lab.checkpoints import nothing_to_train, read_checkpoint_dict
 
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
+    if in_sweep():
         raise ConfigError(f"resume={cfg.resume} continues a run or a sweep by itself; drop -m.")
     target = Path(cfg.resume).expanduser().resolve()
     if (target / SWEEP_RECORD).is_file():
-        resume_sweep(cfg)
-    folder = Path(run_dir(str(target), ""))
-    checkpoint = target if target.suffix == ".ckpt" else folder / CHECKPOINT
-    if not (folder / SAVED_CONFIG).is_file():
-        raise ConfigError(f"resume={cfg.resume} is not a vae_lab run ({folder / SAVED_CONFIG} is missing); use a "
-                          "folder that `python -m vae_lab.train` created, or one of its checkpoints.")
-    if not checkpoint.is_file():
-        raise ConfigError(f"resume={cfg.resume} has no {checkpoint.relative_to(folder)} (the run stopped before its "
-                          "first epoch ended, or kept no checkpoints); start it again instead.")
-    saved = OmegaConf.load(folder / SAVED_CONFIG)
+        resume_sweep(cfg, target)
+    checkpoint = target if target.suffix == ".ckpt" else target / CHECKPOINT
+    folder = checkpoint.parent.parent
+    for path in (folder / ".hydra" / "config.yaml", checkpoint):  # not a run; no checkpoint yet
+        if not path.is_file():
+            raise ConfigError(f"resume={cfg.resume} has nothing to continue ({path} is missing); give a folder that "
+                              "`python -m vae_lab.train` created and that has a checkpoint, or start a new run.")
+    saved = OmegaConf.load(folder / ".hydra" / "config.yaml")
     manifest = folder / MANIFEST
     if manifest.is_file():  # a run extended by one resume and killed is finished by the next
         record = json.loads(manifest.read_text())
@@ -111,16 +99,14 @@ def resumed_config(cfg: DictConfig) -> DictConfig:
         if key != "resume":  # the value as this command composed it
             OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False, force_add=True)
     saved.ckpt_path, saved.warm_start_from = str(checkpoint), None  # a warm start's source may be gone by now
-    done, max_epochs = epochs_done(read_checkpoint_dict(checkpoint, "resume")), saved.trainer.get("max_epochs")
-    if isinstance(max_epochs, int) and 0 <= max_epochs <= done:  # before train() could record a failure here
-        raise ConfigError(f"resume={cfg.resume} has nothing to train: the run has finished {done} epochs and "
-                          f"trainer.max_epochs is {max_epochs}; add trainer.max_epochs=N with N > {done}.")
+    # Refused here, before train() could record a failure into the run's result.json.
+    if why := nothing_to_train(read_checkpoint_dict(checkpoint, "resume"), saved.trainer.get("max_epochs")):
+        raise ConfigError(f"resume={cfg.resume} {why}")
     return saved
 
 
-def resume_sweep(cfg: DictConfig) -> None:
+def resume_sweep(cfg: DictConfig, folder: Path) -> None:
     """`resume=<sweep dir>`: run the sweep's recorded command line again, into its folder (this process ends)."""
-    folder = Path(cfg.resume).expanduser().resolve()
     hydra = OmegaConf.load(folder / SWEEP_RECORD).hydra
     if "optuna" in str(hydra.sweeper.get("_target_", "")).lower():
         raise ConfigError(f"resume={cfg.resume} is an Optuna search, which cannot be resumed (its sweeper would number "
@@ -138,17 +124,16 @@ def resume_sweep(cfg: DictConfig) -> None:
 def continue_job(cfg: DictConfig) -> dict[str, float] | None:
     """A resumed sweep job's earlier start: its metrics if it completed (not trained again); else None, with
     `cfg.ckpt_path` at its `last.ckpt` if it has epochs left, or its folder emptied for a fresh start."""
-    from vae_lab.checkpoints import epochs_done, read_checkpoint_dict
+    from vae_lab.checkpoints import nothing_to_train, read_checkpoint_dict
 
     job_dir = Path(cfg.paths.output_dir)
-    checkpoint, max_epochs = job_dir / CHECKPOINT, cfg.trainer.get("max_epochs")
-    result = read_result(job_dir)
+    checkpoint, result = job_dir / CHECKPOINT, read_result(job_dir)
     if result is not None and result.status == COMPLETED:
         log.info("job %s completed before this resume: its result is kept, not trained again", job_dir)
         return result.metrics
     try:  # A last.ckpt that finished every epoch (killed before result.json) would train nothing and report nothing.
-        left = checkpoint.is_file() and not (isinstance(max_epochs, int) and 0 <= max_epochs <= epochs_done(
-            read_checkpoint_dict(checkpoint)))
+        left = checkpoint.is_file() and not nothing_to_train(read_checkpoint_dict(checkpoint),
+                                                             cfg.trainer.get("max_epochs"))
     except VaeLabError:  # not a torch file: continuing it fails, and is recorded, as the job's own error
         left = True
     if left:

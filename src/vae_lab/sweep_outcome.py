@@ -1,9 +1,6 @@
-"""A run's outcome, `<run dir>/result.json`: `completed` with the final metrics, `failed` with the error, or
-`interrupted` (none: it crashed hard, was killed or still runs); `vae_lab.report` reads jobs back from it.
-
-Inside a sweep an error fails only its own job (raising it would end every job still to come): the job records it
-and returns, and `SweepSummary` makes the sweep exit non-zero.
-"""
+"""A run's outcome in `<run dir>/result.json`: `completed` with the final metrics, `failed` with the error, or
+`interrupted` (Ctrl-C, SIGTERM); none if it crashed hard, was killed or still runs. In a sweep an error fails only its
+own job (raising it would end every job still to come), and `SweepSummary` makes the sweep exit non-zero."""
 
 from __future__ import annotations
 
@@ -41,13 +38,11 @@ def write_result(run_dir: Path, result: JobResult) -> Path:
 
 
 def read_result(run_dir: Path) -> JobResult | None:
-    """The run's recorded result, or None when it never recorded one."""
     path = Path(run_dir) / RESULT_FILE
     return JobResult(**json.loads(path.read_text())) if path.is_file() else None
 
 
 def in_sweep() -> bool:
-    """True inside a job of a Hydra multirun (a sweep or a search), False in a single run or a plain call."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
@@ -73,10 +68,9 @@ def run_recorded(train: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
         if is_rank_zero():
             write_result(run_dir, JobResult(INTERRUPTED, error=f"stopped by {name}"))
             target = Path(HydraConfig.get().sweep.dir) if in_sweep() else run_dir
-            hint = (f"interrupted by {name}; continue with: python -m vae_lab.train resume={target}"
-                    if (run_dir / CHECKPOINT).is_file() else
-                    f"interrupted by {name} before its first epoch ended: {run_dir} has nothing to resume yet.")
-            print(hint, file=sys.stderr, flush=True)
+            hint = (f"; continue with: python -m vae_lab.train resume={target}" if (run_dir / CHECKPOINT).is_file()
+                    else f" before its first epoch ended: {run_dir} has nothing to resume yet.")
+            print(f"interrupted by {name}{hint}", file=sys.stderr, flush=True)
         raise SystemExit(128 + (signal.SIGTERM if sigterm else signal.SIGINT)) from interruption
     except Exception as error:
         message = str(error) if isinstance(error, VaeLabError) else f"{type(error).__name__}: {error}"
@@ -100,13 +94,12 @@ class SweepSummary(Callback):
         from vae_lab.console import print_end_block
         from vae_lab.report import METRIC, find_jobs, ranked, sweep_counts, swept_keys  # the report reads jobs
 
-        sweep_dir = Path(config.hydra.sweep.dir)
+        sweep_dir, metric = Path(config.hydra.sweep.dir), config.get("optimized_metric") or METRIC
         jobs = find_jobs(sweep_dir)
         keys = swept_keys(jobs)
         not_completed = [job for job in jobs if job.status != COMPLETED]
         for job in not_completed:
             print(f"  {job.status}: {job.label(keys)}: {job.error}", file=sys.stderr)
-        metric = config.get("optimized_metric") or METRIC
         best = next((job for job in ranked(jobs, metric) if job.status == COMPLETED and metric in job.metrics), None)
         best_by = f"; best by {metric}: {best.label(keys)}" if best else ""
         print_end_block(f"sweep {sweep_dir}: {sweep_counts(jobs)}{best_by}", best.metrics if best else None,

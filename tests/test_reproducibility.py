@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from vae_lab.data.datamodule import files_sha256
 from vae_lab.data.mnist_files import OFFICIAL_MD5
 from vae_lab.train import train
 
@@ -33,7 +34,8 @@ def test_two_runs_with_one_seed_log_identical_val_elbo(make_train_cfg, tmp_path:
     manifest = json.loads((tmp_path / "first" / "manifest.json").read_text())
     assert manifest["config"]["seed"] == 7 and manifest["config"]["data"]["binarize"] == "dynamic"
     assert manifest["config"]["paths"]["output_dir"] == str(tmp_path / "run")  # resolved, not ${hydra:...}
-    assert manifest["data_md5"] == OFFICIAL_MD5
+    raw = Path(manifest["config"]["paths"]["data_dir"]) / "MNIST" / "raw"
+    assert manifest["data"]["sha256"] == files_sha256([raw / name for name in OFFICIAL_MD5])  # the files read
     assert manifest["device"]["root_device"] == "cpu" and manifest["device"]["world_size"] == 1
     assert set(manifest["versions"]) == {"vae_lab", "python", "torch", "lightning", "hydra"}
     assert len(manifest["git"]["commit"]) == 40  # the tests run in the repository's checkout

@@ -8,11 +8,12 @@ CONFIG_DIR = Path(__file__).resolve().parent / "conf"  # shipped with the packag
 
 
 def run_dir(resume: str | None, new: str) -> str:
-    """`hydra.run.dir` (conf/hydra/default.yaml): the run `resume=` names (a folder or its checkpoint), else `new`."""
+    """`hydra.run.dir` (conf/hydra/default.yaml): the run `resume=` names (a folder or its checkpoint), else `new`.
+    Also the run folder of a checkpoint for evaluate and sample (`<run>/checkpoints/x.ckpt` -> `<run>`)."""
     if not resume:
         return new
     path = Path(resume).expanduser().resolve()
-    return str(path.parent.parent if path.suffix == ".ckpt" else path)
+    return str(path.parents[int(path.parent.name == "checkpoints")] if path.suffix == ".ckpt" else path)
 
 
 # Registered on import, so that composing conf/train.yaml from Python (hydra.compose) resolves hydra.run.dir too.

@@ -25,18 +25,13 @@ WHAT_TO_PASS = ("pass a .ckpt file written by `python -m vae_lab.train`, such as
                 "an epoch_NNN.ckpt beside it")
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """`torch.save(obj, path)`, but readers only ever see the previous file or the complete new one."""
-    atomic_write(Path(path), lambda stream: torch.save(obj, stream))
-
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """conf/trainer/default.yaml: Lightning's own writer can leave a corrupt `last.ckpt` when killed mid-save."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options.")
-        atomic_torch_save(checkpoint, path)
+        atomic_write(Path(path), lambda stream: torch.save(checkpoint, stream))  # old file or whole new one
 
     def load_checkpoint(self, *args: Any, weights_only: bool | None = None, **kwargs: Any) -> dict[str, Any]:
         # weights_only unless a caller says otherwise: torch < 2.6 unpickles anything by default.
@@ -141,7 +136,6 @@ def test_batches(
     datamodule.setup("test")
     left = sys.maxsize if num_images is None else num_images
     for images, labels in datamodule.test_dataloader():
-        if left <= 0:
-            return
         yield images[:left], labels[:left]
-        left -= len(images)
+        if (left := left - len(images)) <= 0:
+            return

@@ -43,8 +43,3 @@ def print_end_block(heading: str, metrics: Mapping[str, object] | None = None, n
         lines.append(f"  view it: tensorboard --logdir {shlex.quote(str(logdir))}")
     print("\n".join(lines), flush=True)
 
-
-def run_dir_of(ckpt_path: str | Path) -> Path:
-    """The run folder a checkpoint belongs to (`<run>/checkpoints/x.ckpt` -> `<run>`), else the checkpoint's folder."""
-    folder = Path(ckpt_path).expanduser().resolve().parent
-    return folder.parent if folder.name == "checkpoints" else folder

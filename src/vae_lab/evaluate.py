@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig
 
-from vae_lab import CONFIG_DIR
+from vae_lab import CONFIG_DIR, run_dir
 from vae_lab.atomic_files import atomic_write, atomic_write_text, check_writable
-from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
+from vae_lab.console import print_end_block, quiet_third_party_warnings
 from vae_lab.errors import ConfigError, check_positive, check_seed, exit_on_user_error, is_int, refuse
 from vae_lab.preflight import check_device, check_memory, set_threads
 
@@ -292,7 +292,7 @@ def main(cfg: DictConfig) -> None:
                 if name.startswith("test/") and not name.endswith(("_se", "_analytic")) and not isinstance(value, dict)}
     print_end_block(f"evaluated {metrics['ckpt_path']} ({metrics['num_images']} test images, k={cfg.iwae_samples})",
                     headline, notes=[f"wrote {output_dir / 'metrics.json'} and {output_dir / 'iwae_k_curve.png'}"],
-                    logdir=run_dir_of(metrics["ckpt_path"]))
+                    logdir=Path(run_dir(str(metrics["ckpt_path"]), "")))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from vae_lab.atomic_files import atomic_write_text, check_writable
 from vae_lab.errors import USAGE_EXIT, ConfigError, VaeLabError, print_error
-from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, in_sweep, read_result
+from vae_lab.sweep_outcome import CHECKPOINT, COMPLETED, in_sweep, is_rank_zero, read_result
 
 log = logging.getLogger(__name__)
 SWEEP_RECORD = "multirun.yaml"  # the sweep's config and command line
@@ -36,7 +36,7 @@ class OneRunPerFolder(Callback):
         self.resume = Path(resume).resolve() if resume else None
 
     def on_run_start(self, config: DictConfig, **kwargs: object) -> None:
-        if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")):
+        if not is_rank_zero():
             return  # a DDP rank other than 0 (started by Lightning, another node, a SLURM task) joins rank 0's folder
         folder, ckpt_path = Path(str(config.hydra.run.dir)), config.get("ckpt_path")
         continues = bool(config.get("resume")) or bool(ckpt_path) and folder.resolve() in Path(

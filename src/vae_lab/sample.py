@@ -18,9 +18,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, ListConfig
 
-from vae_lab import CONFIG_DIR
+from vae_lab import CONFIG_DIR, run_dir
 from vae_lab.atomic_files import atomic_write
-from vae_lab.console import print_end_block, quiet_third_party_warnings, run_dir_of
+from vae_lab.console import print_end_block, quiet_third_party_warnings
 from vae_lab.errors import check_positive, exit_on_user_error, is_int, refuse
 from vae_lab.evaluate import TEST_SIZE, prepare_output, require_ckpt_path
 from vae_lab.preflight import check_memory
@@ -80,7 +80,7 @@ def main(cfg: DictConfig) -> None:
     quiet_third_party_warnings()
     written = exit_on_user_error(sample, cfg)
     print_end_block(f"sampled {cfg.ckpt_path} (n={cfg.n}, seed={cfg.seed})",
-                    notes=[f"wrote {path}" for path in written], logdir=run_dir_of(cfg.ckpt_path))
+                    notes=[f"wrote {path}" for path in written], logdir=Path(run_dir(str(cfg.ckpt_path), "")))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Swept values next to final metrics in TensorBoard's HPARAMS tab: one session per start, with the model's and data's
 hyperparameters and every command-line override (the same keys in every job of a sweep; a resumed run repeats its
-first start's, kept in the checkpoint), then its end status. No experiment summary is written: TensorBoard then
-shows, as metrics, the last value of each logged scalar."""
+first start's, kept in the checkpoint), ended as a success when the fit ends (a failed run's session stays open; its
+result.json says why). No experiment summary is written: TensorBoard then shows each logged scalar's last value."""
 
 from __future__ import annotations
 
@@ -10,9 +10,6 @@ from collections.abc import Iterable
 import lightning as L
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.plugins.hparams import api_pb2
-from tensorboard.plugins.hparams.metadata import SESSION_END_INFO_TAG, create_summary_metadata
-from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData, SessionEndInfo
 from torch.utils.tensorboard.summary import hparams
 
 from vae_lab.callbacks.tensorboard import tensorboard_writer
@@ -45,15 +42,7 @@ class HparamsSummary(L.Callback):
         self._write(trainer, hparams(self.first_start, {})[1])  # the session start; [0], the experiment, is not written
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._end(trainer, api_pb2.STATUS_SUCCESS)
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._end(trainer, api_pb2.STATUS_FAILURE)
-
-    def _end(self, trainer: L.Trainer, status: int) -> None:  # torch's `hparams` only writes a success
-        data = HParamsPluginData(session_end_info=SessionEndInfo(status=status))
-        end = Summary.Value(tag=SESSION_END_INFO_TAG, metadata=create_summary_metadata(data))
-        self._write(trainer, Summary(value=[end]))
+        self._write(trainer, hparams(self.first_start, {})[2])  # the session end, status success
 
     @staticmethod
     def _write(trainer: L.Trainer, summary: Summary) -> None:

@@ -17,7 +17,6 @@ from omegaconf import DictConfig, OmegaConf
 
 import vae_lab
 from vae_lab.atomic_files import atomic_write_text
-from vae_lab.data.mnist_files import OFFICIAL_MD5, md5_of
 
 MANIFEST = "manifest.json"
 
@@ -43,8 +42,6 @@ class RunManifest(L.Callback):
         if not trainer.is_global_zero:
             return
         data = trainer.datamodule
-        raw = Path(data.data_dir) / "MNIST" / "raw" if getattr(data, "data_dir", None) is not None else None
-        md5 = {name: md5_of(raw / name) if (raw / name).is_file() else None for name in OFFICIAL_MD5} if raw else {}
         record = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": {"vae_lab": vae_lab.__version__, "python": platform.python_version(),
@@ -54,7 +51,7 @@ class RunManifest(L.Callback):
                        "root_device": str(trainer.strategy.root_device), "world_size": trainer.world_size,
                        "num_nodes": trainer.num_nodes, "precision": str(trainer.precision)},
             "runtime": getattr(pl_module, "fast_path", None),  # set by callbacks.runtime when the fit set up
-            "data_md5": md5, "config": self.config, "ckpt_path": trainer.ckpt_path,
+            "config": self.config, "ckpt_path": trainer.ckpt_path,
             # the binarized test images (equal for comparable runs), and the data's source, sha256 and treatment
             "test_set_md5": data.test_set_md5() if hasattr(data, "test_set_md5") else None,
             "data": getattr(data, "provenance", None),

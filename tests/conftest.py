@@ -51,13 +51,15 @@ def compose_config(config_name: str, overrides: list[str], output_dir: Path) -> 
 
 
 def small_train_overrides(data_dir: Path) -> list[str]:
-    """A tiny CPU training run on real MNIST: 1 epoch of 4 train batches, 2 val batches, no progress bar."""
+    """A tiny CPU training run on real MNIST: 1 epoch of 4 train batches of 100, 2 val batches of 100 (not the
+    default 1,000: validating 4,000 images with the sanity check would cost most of the run), no progress bar."""
     return [
         "accelerator=cpu",
         f"paths.data_dir={data_dir}",
         "trainer.max_epochs=1",
         "++trainer.limit_train_batches=4",
         "++trainer.limit_val_batches=2",
+        "data.eval_batch_size=100",
         "++trainer.enable_progress_bar=false",
         "++trainer.enable_model_summary=false",
     ]
@@ -71,6 +73,23 @@ def make_train_cfg(tmp_path: Path, mnist_data_dir: Path) -> Callable[..., DictCo
         return compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], tmp_path / "run")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> tuple[Path, dict[str, float]]:
+    """Run dir and returned metrics of a 4-batch training run (latent_dim=8) with a held-out validation split; one
+    for the session (test_evaluate and test_atomic_files read its checkpoint, each writing into its own folder)."""
+    from vae_lab.train import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    overrides = ["model.latent_dim=8", "data.val_size=1000", "++trainer.limit_test_batches=2"]
+    metrics = train(compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], run_dir))
+    return run_dir, metrics
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run: tuple[Path, dict[str, float]]) -> Path:
+    return tiny_run[0] / "checkpoints" / "last.ckpt"
 
 
 @contextmanager

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import compose_config
-from tests.test_evaluate import eval_cfg, tiny_checkpoint, tiny_run  # noqa: F401 (fixtures)
+from tests.test_evaluate import eval_cfg
 from vae_lab import atomic_files
 from vae_lab.checkpoints import AtomicCheckpointIO
 from vae_lab.errors import VaeLabError
@@ -51,7 +51,7 @@ def test_a_checkpoint_on_a_full_disk_is_one_sentence_not_torchs_enforce_fail(tmp
 
 
 def test_evaluate_into_an_unwritable_folder_is_refused_before_scoring(
-    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path, monkeypatch  # noqa: F811
+    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:
     (tmp_path / "blocked").write_text("a file where a folder is expected")
     output_dir = tmp_path / "blocked" / "eval"
@@ -63,7 +63,7 @@ def test_evaluate_into_an_unwritable_folder_is_refused_before_scoring(
 
 
 def test_evaluate_on_a_full_disk_prints_the_metrics_before_the_one_sentence(
-    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path, monkeypatch, capsys  # noqa: F811
+    tiny_checkpoint: Path, mnist_data_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     cfg = eval_cfg(tiny_checkpoint, tmp_path, mnist_data_dir)
     full_disk(monkeypatch)
@@ -73,7 +73,7 @@ def test_evaluate_on_a_full_disk_prints_the_metrics_before_the_one_sentence(
     assert not list(tmp_path.glob("metrics.json")) and not list(tmp_path.glob(".*.tmp"))
 
 
-def test_sample_on_a_full_disk_leaves_no_zero_byte_png(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: F811
+def test_sample_on_a_full_disk_leaves_no_zero_byte_png(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
     cfg = compose_config("sample", [f"ckpt_path={tiny_checkpoint}", f"output_dir={tmp_path}", "n=4"], tmp_path)
     full_disk(monkeypatch)
     with pytest.raises(VaeLabError, match=rf"^cannot write {tmp_path / 'samples.png'} \(No space left on device\)"):

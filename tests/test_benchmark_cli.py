@@ -117,6 +117,7 @@ def test_reference_decodes_like_vae_lab_with_the_same_weights(bench) -> None:
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # a process per run: make test-all
 @pytest.mark.parametrize("kind", ["reference", "plain_port"])
 def test_each_run_is_a_fresh_process_reporting_json(bench, mnist_data_dir, kind) -> None:
     args = bench.parse_args(["--steps", "7", "--warmup-steps", "5", "--data-dir", str(mnist_data_dir)])
@@ -126,6 +127,7 @@ def test_each_run_is_a_fresh_process_reporting_json(bench, mnist_data_dir, kind)
     assert run.peak_rss_mb > 200  # a whole process: torch, MNIST and the model
 
 
+@pytest.mark.slow  # a process per run: make test-all
 def test_a_failing_run_stops_the_benchmark_with_one_sentence(bench, mnist_data_dir) -> None:
     args = bench.parse_args(["--steps", "7", "--warmup-steps", "5", "--data-dir", str(mnist_data_dir)])
     with pytest.raises(SystemExit, match=r"^error: the benchmark run .*model.latent_dim=0 failed \(exit 1\)"):

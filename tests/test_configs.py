@@ -69,11 +69,15 @@ def test_only_real_presets_are_choices_of_callbacks(tmp_path: Path) -> None:
     with pytest.raises(MissingConfigException) as refused:
         compose_config("train", ["callbacks=gif"], tmp_path)
     assert sorted(refused.value.options) == ["default", "none"]
+    cfg = compose_config("train", ["callbacks/each=[model_checkpoint,gif]"], tmp_path)  # single ones, on purpose
+    assert set(cfg.callbacks) == {"model_checkpoint", "last_checkpoint", "gif"}
+
+
+@pytest.mark.slow  # the command line: make test-all
+def test_help_offers_only_the_real_presets_of_callbacks(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "vae_lab.train", "--help"], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     assert "callbacks: default, none\n" in done.stdout
-    cfg = compose_config("train", ["callbacks/each=[model_checkpoint,gif]"], tmp_path)  # single ones, on purpose
-    assert set(cfg.callbacks) == {"model_checkpoint", "last_checkpoint", "gif"}
 
 
 def test_default_run_writes_everything_inside_the_run_directory(tmp_path: Path) -> None:

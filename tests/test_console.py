@@ -9,7 +9,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+import pytest
+
+from tests.conftest import REPO_ROOT, compose_config, small_train_overrides
 
 # A tqdm state (`Epoch 2/2:  50%|...| 1/2 [00:01<00:01, 1.2it/s]`): redrawn many times by design, not a message.
 BAR = re.compile(r"\d+/\S+ \[[^\]]*(it/s|s/it)")
@@ -38,12 +40,43 @@ def assert_quiet(done: subprocess.CompletedProcess) -> None:
     assert not repeated, repeated
 
 
-def closing_block(done: subprocess.CompletedProcess, heading: str) -> list[str]:
+def closing_block(done: subprocess.CompletedProcess | str, heading: str) -> list[str]:
     """The last lines of stdout, from the last one that starts with `heading`."""
-    lines = done.stdout.rstrip().splitlines()
+    lines = (done if isinstance(done, str) else done.stdout).rstrip().splitlines()
     return lines[max(index for index, line in enumerate(lines) if line.startswith(heading)):]
 
 
+def test_train_evaluate_and_sample_end_with_what_ran_and_where_it_went(
+    tmp_path: Path, mnist_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process: each entry point's @hydra.main function given its composed config (Hydra's own pass-through).
+    from vae_lab import evaluate, sample, train
+
+    run_dir = tmp_path / "run"
+    train.main(compose_config("train", [*small_train_overrides(mnist_data_dir), "++trainer.limit_train_batches=2",
+                                        "++trainer.limit_val_batches=1", "data.eval_batch_size=100",
+                                        "callbacks/each=[model_checkpoint]"], run_dir))
+    block = closing_block(capsys.readouterr().out, "run finished: ")
+    assert block[0] == f"run finished: {run_dir}"
+    assert re.search(r"val/elbo -\d+\.\d{4}", block[1])
+    assert block[-1] == f"  view it: tensorboard --logdir {run_dir}"
+    assert '"status": "completed"' in (run_dir / "result.json").read_text()
+
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    evaluate.main(compose_config("eval", [f"ckpt_path={ckpt}", f"paths.data_dir={mnist_data_dir}", "num_images=10",
+                                          "iwae_samples=2", "device=cpu"], tmp_path / "evaluate"))
+    block = closing_block(capsys.readouterr().out, "evaluated ")
+    assert block[0] == f"evaluated {ckpt} (10 test images, k=2)" and "test/iwae -" in block[1]
+    assert block[-2] == f"  wrote {ckpt.parent / 'metrics.json'} and {ckpt.parent / 'iwae_k_curve.png'}"
+    assert block[-1] == f"  view it: tensorboard --logdir {run_dir}"
+
+    sample.main(compose_config("sample", [f"ckpt_path={ckpt}", "n=4", f"output_dir={tmp_path}"], tmp_path / "sample"))
+    assert closing_block(capsys.readouterr().out, "sampled ") == [
+        f"sampled {ckpt} (n=4, seed=0)", f"  wrote {tmp_path / 'samples.png'}",
+        f"  view it: tensorboard --logdir {run_dir}"]
+
+
+@pytest.mark.slow  # three processes: make test-all
 def test_default_train_evaluate_and_sample_print_each_message_once_and_end_with_the_run(
     tmp_path: Path, mnist_data_dir: Path
 ) -> None:

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.slow  # two processes through the command line: make test-all
 
 
 def test_two_process_ddp_run_completes_into_one_run_dir(tmp_path: Path, mnist_data_dir: Path) -> None:

@@ -23,20 +23,6 @@ from vae_lab.train import train
 EVAL_QUICK = ["iwae_samples=10", "num_images=100", "batch_size=50", "device=cpu"]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -> tuple[Path, dict[str, float]]:
-    """Run dir and returned metrics of a 4-batch training run (latent_dim=8) with a held-out validation split."""
-    run_dir = tmp_path_factory.mktemp("tiny_run")
-    overrides = ["model.latent_dim=8", "data.val_size=1000", "++trainer.limit_test_batches=2"]
-    metrics = train(compose_config("train", [*small_train_overrides(mnist_data_dir), *overrides], run_dir))
-    return run_dir, metrics
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tiny_run: tuple[Path, dict[str, float]]) -> Path:
-    return tiny_run[0] / "checkpoints" / "last.ckpt"
-
-
 def test_training_with_a_validation_split_scores_the_test_set_at_the_end(
     tiny_run: tuple[Path, dict[str, float]],
 ) -> None:
@@ -235,6 +221,7 @@ def test_bad_checkpoints_are_refused_in_one_sentence(tiny_checkpoint: Path, tmp_
         assert "\n" not in message and message.endswith(".") and message.count(". ") == 0
 
 
+@pytest.mark.slow  # the command line: make test-all
 def test_cli_prints_one_sentence_and_exits_non_zero_for_a_text_file(tmp_path: Path) -> None:
     text = tmp_path / "notes.ckpt"
     text.write_text("hello\n")
@@ -247,6 +234,7 @@ def test_cli_prints_one_sentence_and_exits_non_zero_for_a_text_file(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.ckpt"]  # no .hydra/, no log, no metrics.json
 
 
+# The command-line refusals below stay in `make test` (~0.3 s each): they end before torch is imported.
 @pytest.mark.parametrize("command", ["vae_lab.evaluate", "vae_lab.sample"])
 def test_cli_without_ckpt_path_exits_2_naming_the_key(command: str, tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", command], cwd=tmp_path, capture_output=True, text=True,
@@ -344,7 +332,8 @@ def test_a_vamp_prior_run_evaluates_to_its_own_val_elbo(tmp_path: Path, mnist_da
         metrics = train(compose_config("train", [
             *small_train_overrides(mnist_data_dir), "model=mlp_vae", "model.latent_dim=8", "model.hidden=64",
             "prior=vamp", "model.prior.components=10", "++trainer.limit_train_batches=300",
-            "++trainer.limit_val_batches=1", "callbacks/each=[model_checkpoint]", "logger=none", "threads=1"], run_dir))
+            "++trainer.limit_val_batches=1", "data.eval_batch_size=1000", "callbacks/each=[model_checkpoint]",
+            "logger=none", "threads=1"], run_dir))
         scored = evaluate(eval_cfg(run_dir / "checkpoints" / "last.ckpt", tmp_path, mnist_data_dir, "iwae_samples=1",
                                    "num_images=1000", "batch_size=1000", "threads=1"))
     finally:

@@ -23,6 +23,7 @@ def test_refuses_at_once_without_cuda(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # refused before installing anything
 
 
+@pytest.mark.slow  # pip installs the wheels: make test-all
 def test_shipped_wheels_install_offline_and_compose_the_config(tmp_path: Path) -> None:
     wheels = sorted(str(path) for path in (REPO_ROOT / "benchmarks" / "wheels").glob("*-py*-none-any.whl"))
     site = tmp_path / "site"

@@ -54,6 +54,7 @@ def test_bad_step_counts_are_refused(profiler_script, capsys) -> None:
         profiler_script.parse_args(["--steps", "590"])
 
 
+@pytest.mark.slow  # the script in its own process: make test-all
 def test_a_real_profiled_run_of_train(mnist_data_dir) -> None:
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "profile_train.py"), "--warmup-steps", "2",
                "--steps", "3", "--data-dir", str(mnist_data_dir), "logger=none", "callbacks=none"]

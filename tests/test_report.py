@@ -63,6 +63,60 @@ def seed_sweep(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path) -
     return sweep_dir
 
 
+def test_seeds_written_by_hand_report_mean_sd_and_n_per_setting_and_draw_sd_bars(tmp_path: Path, figures: dict) -> None:
+    # The seed sweep below (slow: it trains six jobs), with each job's result.json and one-epoch CSV log by hand.
+    sweep = tmp_path / "sweep"
+    for num, (seed, latent_dim) in enumerate((seed, latent_dim) for seed in (0, 1, 2) for latent_dim in (2, 4)):
+        metrics = {"val/elbo": -150.0 + 5 * latent_dim - seed**2, "train/elbo": -155.0 + 4 * latent_dim - seed,
+                   "val/kl": 2.0 * latent_dim + 0.5 * seed, "val/recon": -140.0 + 3 * latent_dim - 2 * seed}
+        job = fake_job(sweep / str(num), [f"seed={seed}", f"model.latent_dim={latent_dim}"], metrics, num=num,
+                       config={"seed": seed, "model": {"latent_dim": latent_dim}})
+        (job / "csv" / "version_0").mkdir(parents=True)
+        (job / "csv" / "version_0" / "metrics.csv").write_text(f"epoch,step,val/elbo\n0,1,{metrics['val/elbo']}\n")
+    assert report_main([str(sweep)]) == 0
+    results = [(OmegaConf.load(job / ".hydra" / "config.yaml"), json.loads((job / "result.json").read_text()))
+               for job in sorted(sweep.glob("[0-9]"))]
+    rows = read_csv(sweep / "report.csv")
+    assert len(rows) == 2
+    assert "seed" not in rows[0] and [row["model.latent_dim"] for row in rows] == ["4", "2"]  # best mean first
+    for row in rows:
+        latent_dim = int(row["model.latent_dim"])
+        mine = [result["metrics"] for config, result in results if config.model.latent_dim == latent_dim]
+        assert row["jobs"] == "3" and row["seeds"].split() == ["0", "1", "2"]
+        for metric in METRICS:
+            values = [metrics[metric] for metrics in mine]
+            assert float(row[f"{metric}_mean"]) == pytest.approx(statistics.fmean(values), abs=1e-9)
+            assert float(row[f"{metric}_sd"]) == pytest.approx(statistics.stdev(values), abs=1e-9)
+            assert row[f"{metric}_n"] == "3"
+    jobs = read_csv(sweep / "jobs.csv")
+    assert len(jobs) == 6 and {job["seed"] for job in jobs} == {"0", "1", "2"}
+    text = (sweep / "report.md").read_text()
+    assert "6 jobs: 6 completed. 2 settings of `model.latent_dim`, each over seeds 0, 1, 2" in text
+    best = rows[0]
+    assert (f"Best: model.latent_dim=4, `val/elbo` = {float(best['val/elbo_mean']):.5g} ± "
+            f"{float(best['val/elbo_sd']):.3g} (n = 3).") in text
+    assert "| model.latent_dim | n | val/elbo | train/elbo | val/kl | val/recon |" in text and "## Jobs" in text
+
+    final, curves = figures["report.png"].axes
+    (bars,) = [container for container in final.containers if isinstance(container, ErrorbarContainer)]
+    line, _, (segments,) = bars.lines
+    assert list(line.get_xdata()) == [2.0, 4.0]
+    by_latent = {row["model.latent_dim"]: row for row in rows}
+    for x, y, segment in zip(line.get_xdata(), line.get_ydata(), segments.get_segments(), strict=True):
+        row = by_latent[str(int(x))]
+        assert y == pytest.approx(float(row["val/elbo_mean"]))
+        assert segment[1][1] - segment[0][1] == pytest.approx(2 * float(row["val/elbo_sd"]))  # mean ± 1 sd
+    assert len(curves.get_lines()) == 2 and len(curves.collections) == 2  # a mean curve and a band per setting
+    curve_means = sorted(float(y) for line in curves.get_lines() for y in line.get_ydata())
+    assert curve_means == pytest.approx(sorted(float(row["val/elbo_mean"]) for row in rows), abs=1e-9)
+    (plot,) = figures["rate_distortion.png"].axes  # one point per job, at (-val/recon, val/kl)
+    drawn = sorted(tuple(point) for collection in plot.collections for point in collection.get_offsets())
+    expected = sorted((-result["metrics"]["val/recon"], result["metrics"]["val/kl"]) for _, result in results)
+    assert [value for point in drawn for value in point] == pytest.approx(
+        [value for point in expected for value in point])
+
+
+@pytest.mark.slow  # reads the real seed sweep: make test-all
 def test_a_seed_sweep_reports_mean_sd_and_n_per_setting_from_the_jobs_results(seed_sweep: Path) -> None:
     assert report_main([str(seed_sweep)]) == 0
     results = [(OmegaConf.load(job / ".hydra" / "config.yaml"), json.loads((job / "result.json").read_text()))
@@ -96,6 +150,7 @@ def test_a_seed_sweep_reports_mean_sd_and_n_per_setting_from_the_jobs_results(se
         assert image.startswith(b"\x89PNG") and len(image) > 10_000
 
 
+@pytest.mark.slow  # reads the real seed sweep: make test-all
 def test_the_seed_figure_draws_sd_error_bars_and_bands(seed_sweep: Path, tmp_path: Path, figures: dict) -> None:
     assert report_main([str(seed_sweep), "--out", str(tmp_path)]) == 0
     rows = {row["model.latent_dim"]: row for row in read_csv(tmp_path / "report.csv")}

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from tests.conftest import CONF_DIR
+from tests.conftest import CONF_DIR, compose_config, small_train_overrides
 from tests.test_sweeps import TINY  # tiny jobs with checkpoints
 
 RUN_DIR_PATTERN = re.compile(r"outputs/\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}-\d{6}$")
@@ -34,6 +34,81 @@ def test_two_runs_started_in_the_same_second_get_different_folders() -> None:
     assert dirs[0] != dirs[1]  # microseconds in the time part, even when the seconds agree
 
 
+def test_a_folder_holding_a_run_is_refused_unless_the_run_continues_there(
+    tmp_path: Path, mnist_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # In-process: Hydra's run-start callback (conf/hydra/default.yaml) on each composed config, then train(cfg).
+    import torch
+
+    from vae_lab.resume import OneRunPerFolder
+    from vae_lab.train import train
+
+    run_dir = tmp_path / "run"
+    base = [*small_train_overrides(mnist_data_dir), "callbacks/each=[model_checkpoint]", "logger=none"]
+    first = compose_config("train", base, run_dir)
+    OneRunPerFolder().on_run_start(first)  # an empty folder: the run goes ahead
+    train(first)
+    before = snapshot(run_dir)
+
+    with pytest.raises(SystemExit) as refused:
+        OneRunPerFolder().on_run_start(compose_config("train", [*base, "model.latent_dim=4"], run_dir))
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: hydra.run.dir={run_dir} already holds a run") and err.count("\n") == 1
+    assert f"resume={run_dir}" in err and f"rm -r {run_dir}" in err
+    assert snapshot(run_dir) == before  # nothing written, nothing touched
+
+    OneRunPerFolder().on_run_start(compose_config("train", [f"resume={run_dir}"], run_dir))  # resume= may go there
+    last = run_dir / "checkpoints" / "last.ckpt"
+    continued = compose_config("train", [*base, f"ckpt_path={last}", "trainer.max_epochs=2"], run_dir)
+    OneRunPerFolder().on_run_start(continued)  # so may its own checkpoint: continuing the run is what it is for
+    train(continued)
+    saved = torch.load(last, weights_only=True)
+    assert saved["epoch"] == 1 and saved["global_step"] == 8  # 4 + 4 steps: the run went on where it stopped
+
+
+def test_a_folder_holding_a_sweep_is_refused_unless_it_is_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vae_lab.resume import SWEEP_RECORD, OneRunPerFolder
+    from vae_lab.sweep_outcome import JobResult, write_result
+
+    sweep_dir = tmp_path / "sweep"
+    cfg = compose_config("train", [f"hydra.sweep.dir={sweep_dir}"], tmp_path / "job")
+    OneRunPerFolder().on_multirun_start(cfg)  # a new folder: the sweep goes ahead, its command line recorded
+    assert (sweep_dir / SWEEP_RECORD).is_file()
+    (sweep_dir / "0").mkdir()
+    write_result(sweep_dir / "0", JobResult("completed", {"val/elbo": -100.0}))  # its first job
+    before = snapshot(sweep_dir)
+
+    with pytest.raises(SystemExit) as refused:
+        OneRunPerFolder().on_multirun_start(cfg)
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: hydra.sweep.dir={sweep_dir} already holds a sweep") and err.count("\n") == 1
+    assert f"resume={sweep_dir}" in err
+    assert snapshot(sweep_dir) == before
+
+    OneRunPerFolder(resume=str(sweep_dir)).on_multirun_start(cfg)  # resume=<sweep dir> continues it there
+
+
+def test_a_run_folder_that_cannot_be_made_is_refused_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vae_lab.resume import OneRunPerFolder
+
+    (tmp_path / "blocked").write_text("a file where a folder is expected")
+    folder = tmp_path / "blocked" / "run"
+    cfg = compose_config("train", [f"hydra.run.dir={folder}"], tmp_path / "cfg")
+    with pytest.raises(SystemExit) as refused:
+        OneRunPerFolder().on_run_start(cfg)
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {folder} (Not a directory); ") and err.count("\n") == 1
+    assert "hydra.run.dir=..." in err
+
+
+@pytest.mark.slow  # the command line, run after run: make test-all
 def test_a_second_run_into_the_same_explicit_folder_is_refused_and_resume_continues_it(
     tmp_path: Path, mnist_data_dir: Path
 ) -> None:
@@ -56,6 +131,7 @@ def test_a_second_run_into_the_same_explicit_folder_is_refused_and_resume_contin
     assert '"status": "completed"' in (run_dir / "result.json").read_text()
 
 
+@pytest.mark.slow  # the command line, run after run: make test-all
 def test_a_sweep_into_an_existing_sweep_folder_is_refused(tmp_path: Path, mnist_data_dir: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["-m", "model.latent_dim=2", *TINY, f"paths.data_dir={mnist_data_dir}", f"hydra.sweep.dir={sweep_dir}"]
@@ -86,6 +162,7 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", str(folder)], check=True)
 
 
+@pytest.mark.slow  # the command line: make test-all
 @pytest.mark.parametrize("sweep", [False, True], ids=["run", "sweep"])
 def test_a_run_or_sweep_into_a_read_only_folder_is_one_sentence(read_only_folder: Path, sweep: bool) -> None:
     key = "hydra.sweep.dir" if sweep else "hydra.run.dir"

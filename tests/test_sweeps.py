@@ -93,6 +93,7 @@ def latent_sweep(tmp_path_factory: pytest.TempPathFactory, mnist_data_dir: Path)
     return sweep_dir
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_multirun_writes_one_complete_job_dir_per_value(latent_sweep: Path) -> None:
     for job, latent_dim in ((0, 2), (1, 4)):
         job_dir = latent_sweep / str(job)
@@ -101,6 +102,7 @@ def test_multirun_writes_one_complete_job_dir_per_value(latent_sweep: Path) -> N
         assert result(job_dir)["metrics"]["val/elbo"] == pytest.approx(final_scalar(job_dir, "val/elbo"), abs=1e-4)
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_report_table_matches_each_jobs_own_events(latent_sweep: Path, tmp_path: Path) -> None:
     assert report_main([str(latent_sweep)]) == 0
     rows = read_csv(latent_sweep / "report.csv")
@@ -118,6 +120,7 @@ def test_report_table_matches_each_jobs_own_events(latent_sweep: Path, tmp_path:
     assert image.startswith(b"\x89PNG") and len(image) > 10_000
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_hparams_carry_the_swept_value_under_the_same_keys_in_every_job(latent_sweep: Path) -> None:
     sessions = []
     for job in (0, 1):
@@ -132,6 +135,7 @@ def test_hparams_carry_the_swept_value_under_the_same_keys_in_every_job(latent_s
     assert all(session[2].status == 1 for session in sessions)  # STATUS_SUCCESS
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_joblib_preset_runs_the_sweep_in_parallel_processes(
     latent_sweep: Path, tmp_path: Path, mnist_data_dir: Path
 ) -> None:
@@ -160,6 +164,7 @@ def test_joblib_preset_runs_the_sweep_in_parallel_processes(
     assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]  # and they ran at the same time
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_a_failing_job_is_reported_and_leaves_the_others_untouched(
     latent_sweep: Path, tmp_path: Path, mnist_data_dir: Path
 ) -> None:
@@ -280,6 +285,7 @@ def test_a_crashing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path: Path, 
         sweep_outcome.run_recorded(crash, cfg)
 
 
+@pytest.mark.slow  # reads the real sweep: make test-all
 def test_report_refuses_a_metric_no_job_recorded(latent_sweep: Path, tmp_path: Path, capsys) -> None:
     assert report_main([str(latent_sweep), "--out", str(tmp_path), "--metric", "val/elbow"]) == 1
     err = capsys.readouterr().err

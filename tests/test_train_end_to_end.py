@@ -59,6 +59,7 @@ def test_gpu_request_without_cuda_fails_at_once_in_one_sentence(tmp_path: Path) 
         assert not (run_dir / "checkpoints").exists()
 
 
+@pytest.mark.slow  # the command line: make test-all
 def test_help_lists_the_config_groups() -> None:
     result = run_cli("--help")
     assert result.returncode == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vae_lab.errors import USAGE_EXIT, ConfigError
+from vae_lab.errors import USAGE_EXIT, ConfigError, exit_on_user_error
 from vae_lab.preflight import HEADROOM, check_memory
 from vae_lab.train import train
 
@@ -43,6 +43,20 @@ def test_a_bad_value_is_one_config_error_naming_its_key(override: str, named: st
     message = str(refused.value)
     assert message.startswith(named) and "\n" not in message
     assert (override.split("=", 1)[1] if named != "model: " else "latnt_dim") in message  # the bad value itself
+
+
+def test_a_bad_value_exits_2_with_one_error_line_and_a_failed_result(
+    make_train_cfg, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vae_lab.sweep_outcome import run_recorded
+
+    cfg = make_train_cfg("model.latent_dim=abc", "logger=none", "callbacks=none")
+    with pytest.raises(SystemExit) as exited:  # what `main` does with train(cfg)
+        exit_on_user_error(lambda job_cfg: run_recorded(train, job_cfg), cfg)
+    assert exited.value.code == USAGE_EXIT
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.latent_dim=abc") and err.count("\n") == 1
+    assert '"status": "failed"' in (Path(cfg.paths.output_dir) / "result.json").read_text()
 
 
 def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:

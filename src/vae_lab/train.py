@@ -15,11 +15,9 @@ from omegaconf import DictConfig
 
 from vae_lab import CONFIG_DIR
 from vae_lab.console import log_lightning_once, print_end_block, quiet_third_party_warnings
-from vae_lab.errors import ConfigError, VaeLabError, exit_on_user_error
+from vae_lab.errors import ConfigError, VaeLabError, check_seed, exit_on_user_error
 from vae_lab.preflight import check_device, check_memory, set_threads
 from vae_lab.resume import continue_job, resumed_config
-
-MAX_SEED = 2**32 - 1  # numpy's seed range, which lightning.seed_everything enforces
 
 
 def build(node: DictConfig, key: str, /, **kwargs: object) -> object:
@@ -50,8 +48,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     seed, test_after_fit = cfg.seed, cfg.get("test_after_fit", "auto")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed={seed!r} is not allowed; use an integer from 0 to {MAX_SEED}.")
+    check_seed("seed", seed)
     if test_after_fit not in ("auto", True, False):
         raise ConfigError(f"test_after_fit={test_after_fit!r} is not allowed; use auto, true or false.")
     set_threads(cfg.get("threads"))  # a parallel sweep job's share of the cores (conf/launcher/joblib.yaml)
